@@ -1,0 +1,28 @@
+"""HeTu: a game-server engine of typed components and transactional systems.
+
+Declare components (typed tables) and systems (transactions) in an ``app.py``;
+``hetu start`` serves them to game clients over a websocket.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from . import common, data
+from .common.permission import Permission
+from .data.backend.errors import RaceCondition, UniqueViolation
+from .data.component import BaseComponent, define_component, property_field
+
+try:
+    __version__ = version("hetudb")
+except PackageNotFoundError:  # running from a source tree that was not installed
+    __version__ = "0.0.0+unknown"
+
+__all__ = [
+    "BaseComponent",
+    "Permission",
+    "RaceCondition",
+    "UniqueViolation",
+    "common",
+    "data",
+    "define_component",
+    "property_field",
+]

@@ -1,0 +1,21 @@
+"""The ``hetu`` command line."""
+
+from __future__ import annotations
+
+import click
+
+import hetu
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(hetu.__version__, prog_name="hetu")
+def cli() -> None:
+    """HeTu game-server engine: serve an app.py of components and systems."""
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

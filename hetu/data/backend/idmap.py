@@ -1,0 +1,152 @@
+"""The identity map: every row a session read or wrote, with its state.
+
+Rows handed to user code are always copies, so changing a row has no effect until it
+is passed to ``update``.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import numpy as np
+
+from .base import TableWrites, WriteSet
+from .table import TableReference
+
+
+class RowState(enum.IntEnum):
+    CLEAN = 0
+    INSERT = 1
+    UPDATE = 2
+    DELETE = 3
+
+
+@dataclass
+class CachedRow:
+    row: np.record  # current value in this session
+    clean: np.record | None  # value as read from the database (None for inserts)
+    state: RowState
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+class IdentityMap:
+    """Rows of one transaction, per table, in first-touch order."""
+
+    def __init__(self) -> None:
+        self._tables: dict[TableReference, dict[int, CachedRow]] = {}
+        self._absent: set[tuple[TableReference, str, Any]] = set()
+
+    # -- reading the cache ---------------------------------------------------------
+
+    def rows(self, ref: TableReference) -> dict[int, CachedRow]:
+        return self._tables.setdefault(ref, {})
+
+    def lookup(self, ref: TableReference, row_id: int) -> CachedRow | None:
+        return self._tables.get(ref, {}).get(int(row_id))
+
+    def live_rows(self, ref: TableReference) -> Iterator[CachedRow]:
+        """Cached rows of ``ref`` that are not deleted in this session."""
+        for entry in self._tables.get(ref, {}).values():
+            if entry.state != RowState.DELETE:
+                yield entry
+
+    def filter(self, ref: TableReference, **equals: Any) -> list[np.record]:
+        """Copies of live cached rows whose fields equal every given value."""
+        wanted = {k: _plain(v) for k, v in equals.items()}
+        return [
+            e.row.copy()
+            for e in self.live_rows(ref)
+            if all(_plain(e.row[k]) == v for k, v in wanted.items())
+        ]
+
+    def is_dirty(self) -> bool:
+        return any(
+            e.state != RowState.CLEAN for rows in self._tables.values() for e in rows.values()
+        )
+
+    # -- negative observations ----------------------------------------------------
+
+    def mark_absent(self, ref: TableReference, field: str, value: Any) -> None:
+        self._absent.add((ref, field, _plain(value)))
+
+    def observed_absent(self, ref: TableReference, field: str, value: Any) -> bool:
+        return (ref, field, _plain(value)) in self._absent
+
+    # -- changing the cache ---------------------------------------------------------
+
+    def add_clean(self, ref: TableReference, row: np.record) -> None:
+        rows = self.rows(ref)
+        row_id = int(row.id)
+        if row_id in rows:
+            raise ValueError(f"{ref.comp_name} row {row_id} already exists in the cache")
+        rows[row_id] = CachedRow(row.copy(), row.copy(), RowState.CLEAN)
+
+    def add_insert(self, ref: TableReference, row: np.record) -> None:
+        rows = self.rows(ref)
+        row_id = int(row.id)
+        entry = rows.get(row_id)
+        if entry is None:
+            rows[row_id] = CachedRow(row.copy(), None, RowState.INSERT)
+        elif entry.state == RowState.DELETE:
+            # deleted then inserted again with the same id: it is an update of the row
+            new = row.copy()
+            new._version = entry.clean._version
+            entry.row, entry.state = new, RowState.UPDATE
+        else:
+            raise ValueError(f"{ref.comp_name} row {row_id} is already in this session")
+
+    def update(self, ref: TableReference, row: np.record) -> None:
+        entry = self.lookup(ref, row.id)
+        if entry is None or entry.state == RowState.DELETE:
+            raise LookupError(
+                f"cannot update {ref.comp_name} row {int(row.id)}: row id not found in "
+                f"this session (read it with get/range/upsert first) or already deleted"
+            )
+        entry.row = row.copy()
+        if entry.state == RowState.CLEAN:
+            entry.state = RowState.UPDATE
+
+    def mark_deleted(self, ref: TableReference, row_id: int) -> None:
+        entry = self.lookup(ref, row_id)
+        if entry is None or entry.state == RowState.DELETE:
+            raise LookupError(
+                f"cannot delete {ref.comp_name} row {int(row_id)}: row not existing in "
+                f"this session (not read first, or already deleted)"
+            )
+        if entry.state == RowState.INSERT:
+            del self._tables[ref][int(row_id)]  # never reached the database
+        else:
+            entry.state = RowState.DELETE
+
+    # -- the write set --------------------------------------------------------------
+
+    def write_set(self) -> WriteSet:
+        """What a commit must do, table by table in first-touch order."""
+        writes: WriteSet = []
+        for ref, rows in self._tables.items():
+            tw = TableWrites(ref)
+            for row_id, e in rows.items():
+                if e.state == RowState.CLEAN:
+                    tw.reads.append((row_id, int(e.clean._version)))
+                elif e.state == RowState.INSERT:
+                    tw.inserts.append(e.row)
+                elif e.state == RowState.DELETE:
+                    tw.deletes.append(e.clean)
+                else:
+                    changed = tuple(
+                        name
+                        for name in ref.comp_cls.dtypes.names
+                        if name != "_version" and e.row[name] != e.clean[name]
+                    )
+                    if changed:
+                        tw.updates.append((e.clean, e.row, changed))
+                    else:  # changed back to what was read: still a read
+                        tw.reads.append((row_id, int(e.clean._version)))
+            if tw.is_dirty() or tw.reads:
+                writes.append(tw)
+        return writes

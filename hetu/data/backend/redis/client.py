@@ -1,0 +1,226 @@
+"""Redis backend client: reads in one round trip, commits as one Lua script call."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import numpy as np
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
+
+from ..base import BackendClient, Bounds, ChangeEvent, ChangeFeed, TableMaintenance, WriteSet
+from ..errors import RaceCondition
+from ..table import TableReference
+from . import keys
+from .keys import RowCodec
+
+MIN_SERVER_VERSION = (7, 0)
+
+
+class LuaScript:
+    """A script kept beside this module, run by EVALSHA (loaded again on NOSCRIPT)."""
+
+    def __init__(self, filename: str) -> None:
+        self.source = (Path(__file__).parent / filename).read_text()
+        self.sha = hashlib.sha1(self.source.encode()).hexdigest()
+
+    async def load(self, r: aioredis.Redis) -> None:
+        await r.script_load(self.source)
+
+    async def run(self, r: aioredis.Redis, keys_: list, args: list, readonly: bool = False) -> Any:
+        command = "EVALSHA_RO" if readonly else "EVALSHA"
+        try:
+            return await r.execute_command(command, self.sha, len(keys_), *keys_, *args)
+        except NoScriptError:  # the server restarted or flushed its scripts
+            await self.load(r)
+            return await r.execute_command(command, self.sha, len(keys_), *keys_, *args)
+
+
+COMMIT_SCRIPT = LuaScript("commit.lua")
+RANGE_SCRIPT = LuaScript("range.lua")
+
+
+def _pairs(flat: list) -> dict:
+    return dict(zip(flat[::2], flat[1::2]))
+
+
+class RedisBackendClient(BackendClient):
+    """One Redis (or Valkey) server: the master or a read replica."""
+
+    def __init__(self, url: str, is_servant: bool = False, **options: Any) -> None:
+        self.url = url
+        self.is_servant = is_servant
+        self._options = options
+        self._redis: aioredis.Redis | None = aioredis.Redis.from_url(url, **options)
+        self._codecs: dict[type, RowCodec] = {}
+        self._opened = False
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        if self._redis is None:
+            raise ConnectionError(f"the Redis backend {self.url} is closed")
+        return self._redis
+
+    async def open(self) -> None:
+        if self._opened:
+            return
+        r = self.redis
+        try:
+            await r.ping()
+            info = await r.info("server")
+        except (RedisConnectionError, OSError) as exc:
+            raise ConnectionError(f"cannot connect to Redis at {self.url}: {exc}") from exc
+        version = tuple(int(x) for x in str(info.get("redis_version", "0.0")).split(".")[:2])
+        if version < MIN_SERVER_VERSION:
+            raise ConnectionError(
+                f"Redis at {self.url} is version {info.get('redis_version')}; 7.0 or newer is needed"
+            )
+        if not self.is_servant:
+            await COMMIT_SCRIPT.load(r)
+        await RANGE_SCRIPT.load(r)
+        self._opened = True
+
+    async def close(self) -> None:
+        if self._redis is not None:
+            r, self._redis = self._redis, None
+            await r.aclose()
+
+    # -- reads --------------------------------------------------------------------------
+
+    def codec(self, comp) -> RowCodec:
+        codec = self._codecs.get(comp)
+        if codec is None:
+            codec = self._codecs[comp] = RowCodec(comp)
+        return codec
+
+    async def get(self, ref: TableReference, row_id: int) -> np.record | None:
+        fields = await self.redis.hgetall(keys.row_key(ref, int(row_id)))
+        if not fields:
+            return None
+        return self.codec(ref.comp_cls).decode(fields)
+
+    async def _range(self, ref, index, bounds: Bounds, limit, desc, with_rows) -> list:
+        if bounds.empty or limit == 0:
+            return []
+        kind = ref.comp_cls.dtype_map_[index].kind
+        low, high = keys.lex_bounds(bounds, kind)
+        args = [low, high, b"1" if desc else b"0", int(limit) if limit > 0 else -1,
+                keys.row_key(ref, ""), b"1" if with_rows else b"0"]
+        return await RANGE_SCRIPT.run(self.redis, [keys.index_key(ref, index)], args, readonly=True)
+
+    async def range(self, ref, index, bounds, limit, desc) -> np.recarray:
+        flat_rows = await self._range(ref, index, bounds, limit, desc, True)
+        return self.codec(ref.comp_cls).decode_many([_pairs(f) for f in flat_rows])
+
+    async def range_ids(self, ref, index, bounds, limit, desc) -> list[int]:
+        return [int(i) for i in await self._range(ref, index, bounds, limit, desc, False)]
+
+    async def find_unique(self, ref, values: list[tuple[str, Any]]) -> list[int | None]:
+        if not values:
+            return []
+        comp = ref.comp_cls
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for field, value in values:
+                low, high = keys.unique_bounds(value, comp.dtype_map_[field].kind)
+                pipe.zrange(keys.index_key(ref, field), low, high, bylex=True, offset=0, num=1)
+            results = await pipe.execute()
+        return [keys.member_row_id(hit[0]) if hit else None for hit in results]
+
+    # -- commit ---------------------------------------------------------------------------
+
+    def _build_commit(self, writes: WriteSet) -> tuple[list, list, list, dict]:
+        checks: list = []
+        pushes: list = []
+        publishes: list = []
+        freed: dict[str, dict[str, bool]] = {}
+        for tw in writes:
+            ref, comp = tw.ref, tw.ref.comp_cls
+            codec = self.codec(comp)
+            kinds = codec.kinds
+            for row in tw.deletes:
+                rid = int(row.id)
+                key = keys.row_key(ref, rid)
+                checks.append(["V", key, str(int(row._version))])
+                for field in comp.indexes_:
+                    ikey = keys.index_key(ref, field)
+                    pushes.append(["ZREM", ikey, keys.member(row[field], kinds[field], rid)])
+                    freed.setdefault(ikey, {})[str(rid)] = True
+                pushes.append(["DEL", key])
+            for old, new, changed in tw.updates:
+                rid = int(new.id)
+                key = keys.row_key(ref, rid)
+                checks.append(["V", key, str(int(old._version))])
+                pushes.append(["HSET", key, "_version", str(int(old._version) + 1),
+                               *codec.encode_fields(new, changed)])
+                for field in changed:
+                    if field not in comp.indexes_:
+                        continue
+                    ikey = keys.index_key(ref, field)
+                    if field in comp.uniques_:
+                        checks.append(["U", ikey, *keys.unique_bounds(new[field], kinds[field]), field])
+                    pushes.append(["ZREM", ikey, keys.member(old[field], kinds[field], rid)])
+                    pushes.append(["ZADD", ikey, "0", keys.member(new[field], kinds[field], rid)])
+                    freed.setdefault(ikey, {})[str(rid)] = True
+            for row in tw.inserts:
+                rid = int(row.id)
+                key = keys.row_key(ref, rid)
+                checks.append(["N", key])
+                pushes.append(["HSET", key, "_version", "1", *codec.encode_fields(row)])
+                for field in comp.indexes_:
+                    ikey = keys.index_key(ref, field)
+                    if field in comp.uniques_ and field != "id":
+                        checks.append(["U", ikey, *keys.unique_bounds(row[field], kinds[field]), field])
+                    pushes.append(["ZADD", ikey, "0", keys.member(row[field], kinds[field], rid)])
+            for rid, version in tw.reads:
+                checks.append(["V", keys.row_key(ref, rid), str(version)])
+            if tw.is_dirty():
+                channel = keys.change_channel(ref)
+                event = ChangeEvent(channel, tuple(tw.touched_rows()), tuple(tw.touched_indexes()))
+                publishes.append([channel, event.encode()])
+        return checks, pushes, publishes, freed
+
+    async def commit(self, writes: WriteSet) -> None:
+        if self.is_servant:
+            raise RuntimeError("cannot commit on a read replica")
+        if not writes:
+            raise ValueError("nothing to commit")
+        payload = msgpack.packb(self._build_commit(writes), use_bin_type=False)
+        route = keys.cluster_prefix(writes[0].ref)
+        result = await COMMIT_SCRIPT.run(self.redis, [route], [payload])
+        if result == b"OK":
+            return
+        kind = result[0]
+        if kind == b"VER":
+            raise RaceCondition(
+                f"Version mismatch on {result[1].decode()}: read version {result[3].decode()}, "
+                f"now {result[2].decode()} (changed by another transaction)"
+            )
+        if kind == b"NX":
+            raise RaceCondition(f"RACE: key already exists {result[1].decode()}")
+        if kind == b"UNIQ":
+            raise RaceCondition(
+                f"UNIQUE constraint violation on {result[1].decode()}: the value of "
+                f"{result[2].decode()} was taken by row {result[3].decode()} meanwhile"
+            )
+        raise RuntimeError(f"unexpected reply from the commit script: {result!r}")
+
+    # -- events and maintenance ---------------------------------------------------------------
+
+    def change_channel(self, ref: TableReference) -> str:
+        return keys.change_channel(ref)
+
+    def change_feed(self) -> ChangeFeed:
+        from .events import RedisChangeFeed
+
+        return RedisChangeFeed(self.redis)
+
+    def maintenance(self) -> TableMaintenance:
+        from .maint import RedisTableMaintenance
+
+        return RedisTableMaintenance(self)

@@ -1,0 +1,74 @@
+"""Change events over Redis pub/sub: one connection per feed, shared by its users."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import redis.asyncio as aioredis
+
+from ..base import ChangeEvent, ChangeFeed
+
+SUBSCRIBE_TIMEOUT = 10.0
+
+
+class RedisChangeFeed(ChangeFeed):
+    """Receives the events the commit script publishes.
+
+    A reader task owns the pub/sub connection; ``subscribe`` returns once Redis has
+    confirmed the subscription, so every commit after that point is delivered.
+    """
+
+    def __init__(self, r: aioredis.Redis) -> None:
+        self._pubsub = r.pubsub()
+        self._queue: asyncio.Queue[ChangeEvent] = asyncio.Queue()
+        self._confirm: dict[bytes, list[asyncio.Future]] = {}
+        self._reader: asyncio.Task | None = None
+        self._closed = False
+
+    async def subscribe(self, channel: str) -> None:
+        if self._closed:
+            raise ConnectionError("the change feed is closed")
+        key = channel.encode()
+        done = asyncio.get_running_loop().create_future()
+        self._confirm.setdefault(key, []).append(done)
+        await self._pubsub.subscribe(channel)
+        if self._reader is None:
+            self._reader = asyncio.create_task(self._read(), name="hetu-redis-change-feed")
+        await asyncio.wait_for(done, SUBSCRIBE_TIMEOUT)
+
+    async def unsubscribe(self, channel: str) -> None:
+        if not self._closed:
+            await self._pubsub.unsubscribe(channel)
+
+    async def _read(self) -> None:
+        while not self._closed:
+            msg = await self._pubsub.get_message(timeout=None)
+            if msg is None:
+                continue
+            kind = msg["type"]
+            if kind == "message":
+                channel = msg["channel"]
+                self._queue.put_nowait(ChangeEvent.decode(channel.decode(), msg["data"]))
+            elif kind == "subscribe":
+                for fut in self._confirm.pop(msg["channel"], []):
+                    if not fut.done():
+                        fut.set_result(None)
+
+    async def get(self, timeout: float | None = None) -> ChangeEvent | None:
+        if self._reader is not None and self._reader.done() and self._queue.empty():
+            self._reader.result()  # surface the reader's failure
+        try:
+            return await asyncio.wait_for(self._queue.get(), timeout)
+        except asyncio.TimeoutError:
+            return None
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reader
+        await self._pubsub.aclose()
