@@ -65,9 +65,7 @@ class WorkerKeeper:
         async with self._session() as s:
             leases = await s.using(WorkerLease).range("id", 0, MAX_WORKER_ID, limit=-1)
         taken = {int(r.id) for r in leases if r.expires_at > now}
-        expired = [int(r.id) for r in leases if r.expires_at <= now]
-        free = [i for i in range(MAX_WORKER_ID + 1) if i not in taken and i not in expired]
-        return free + expired
+        return [i for i in range(MAX_WORKER_ID + 1) if i not in taken]  # free or expired
 
     async def _claim(self, worker_id: int) -> int | None:
         """Take ``worker_id`` if free or expired; returns the last timestamp it used."""

@@ -1,0 +1,102 @@
+"""Worker-id leases in the backend, and the clock-rollback guard they carry."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from hetu.common.snowflake_id import SnowflakeID, id_timestamp_ms, id_worker, now_ms
+from hetu.data.backend import TableReference
+from hetu.data.backend.worker_keeper import LeaseLost, WorkerKeeper, WorkerLease
+from tests.backend.conftest import INSTANCE
+
+
+@pytest.fixture
+async def leases(backend):
+    await backend.maintenance().create_table(TableReference(WorkerLease, INSTANCE, 0))
+    return backend
+
+
+def keeper(backend, node):
+    return WorkerKeeper(backend, INSTANCE, 0, node_id=node)
+
+
+async def lease_row(backend, worker_id):
+    async with backend.session(INSTANCE, 0) as s:
+        return await s.using(WorkerLease).get(id=worker_id)
+
+
+async def test_processes_get_distinct_worker_ids(leases):
+    a, b = keeper(leases, "a"), keeper(leases, "b")
+    assert await a.acquire() == 0
+    assert await b.acquire() == 1
+    assert id_worker(SnowflakeID().next_id()) == 1
+    assert (await lease_row(leases, 0)).node_id == "a"
+
+
+async def test_concurrent_acquires_never_share_an_id(leases):
+    keepers = [keeper(leases, f"n{i}") for i in range(8)]
+    ids = await asyncio.gather(*(k.acquire() for k in keepers))
+    assert sorted(ids) == list(range(8))
+
+
+async def test_released_id_is_reused(leases):
+    a = keeper(leases, "a")
+    await a.acquire()
+    await a.release()
+    assert (await lease_row(leases, 0)).expires_at == 0
+    assert await keeper(leases, "b").acquire() == 0
+
+
+async def test_expired_lease_of_a_dead_process_is_taken_over(leases):
+    await keeper(leases, "dead").acquire()  # never renewed nor released
+    async with leases.session(INSTANCE, 0) as s:
+        row = await s.using(WorkerLease).get(id=0)
+        row.expires_at = now_ms() - 1
+        await s.using(WorkerLease).update(row)
+    assert await keeper(leases, "new").acquire() == 0
+    assert (await lease_row(leases, 0)).node_id == "new"
+
+
+async def test_ids_continue_after_the_last_timestamp_of_the_lease(leases):
+    future = now_ms() + 60_000  # the previous holder's clock was ahead of ours
+    async with leases.session(INSTANCE, 0) as s:
+        row = WorkerLease.new_row(id_=0)
+        row.node_id, row.expires_at, row.last_timestamp = "old", 0, future
+        await s.using(WorkerLease).insert(row)
+    await keeper(leases, "new").acquire()
+    assert id_timestamp_ms(SnowflakeID().next_id()) >= future
+
+
+async def test_renew_extends_the_lease_and_records_the_last_timestamp(leases):
+    a = keeper(leases, "a")
+    await a.acquire()
+    before = (await lease_row(leases, 0)).expires_at
+    await asyncio.sleep(0.01)
+    new_id = SnowflakeID().next_id()
+    await a.renew()
+    row = await lease_row(leases, 0)
+    assert row.expires_at > before
+    assert row.last_timestamp >= id_timestamp_ms(new_id)
+
+
+async def test_renew_detects_a_stolen_lease(leases):
+    a = keeper(leases, "a")
+    await a.acquire()
+    async with leases.session(INSTANCE, 0) as s:
+        row = await s.using(WorkerLease).get(id=0)
+        row.node_id = "thief"
+        await s.using(WorkerLease).update(row)
+    with pytest.raises(LeaseLost):
+        await a.renew()
+
+
+async def test_background_renewal_runs_until_stopped(leases):
+    a = keeper(leases, "a")
+    await a.acquire()
+    first = (await lease_row(leases, 0)).expires_at
+    a.start(interval=0.02)
+    await asyncio.sleep(0.15)
+    await a.stop()
+    assert (await lease_row(leases, 0)).expires_at > first
