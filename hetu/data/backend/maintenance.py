@@ -8,7 +8,7 @@ schema or cluster id differs from the code is never served: the operator runs
 from __future__ import annotations
 
 import logging
-from typing import Iterable
+from collections.abc import Iterable
 
 from . import Backend
 from .base import TableStatus

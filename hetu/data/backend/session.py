@@ -17,7 +17,8 @@ transaction behaves as if it ran alone.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from .errors import RaceCondition
 from .idmap import IdentityMap
@@ -25,8 +26,8 @@ from .repo import SessionRepository
 from .table import TableReference
 
 if TYPE_CHECKING:
-    from . import Backend
     from ..component import BaseComponent
+    from . import Backend
 
 
 class Session:

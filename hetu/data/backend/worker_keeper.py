@@ -32,7 +32,7 @@ RENEW_SECONDS = 5
 
 @define_component(namespace="core", volatile=True, permission=Permission.ADMIN, force=True)
 class WorkerLease(BaseComponent):
-    node_id: "<U96" = property_field("")
+    node_id: str = property_field("", dtype="U96")
     expires_at: np.int64 = property_field(0)
     last_timestamp: np.int64 = property_field(0)
 

@@ -60,7 +60,7 @@ class RedisChangeFeed(ChangeFeed):
             self._reader.result()  # surface the reader's failure
         try:
             return await asyncio.wait_for(self._queue.get(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return None
 
     async def close(self) -> None:
