@@ -6,10 +6,13 @@ Declare components (typed tables) and systems (transactions) in an ``app.py``;
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import common, data
+from . import common, data, endpoint, system
 from .common.permission import Permission
 from .data.backend.errors import RaceCondition, UniqueViolation
 from .data.component import BaseComponent, define_component, property_field
+from .endpoint import ClientReject, ResponseToClient, define_endpoint, elevate, guard, rate_limit
+from .endpoint.context import Context as EndpointContext
+from .system import SystemContext, define_system
 
 try:
     __version__ = version("hetudb")
@@ -18,11 +21,22 @@ except PackageNotFoundError:  # running from a source tree that was not installe
 
 __all__ = [
     "BaseComponent",
+    "ClientReject",
+    "EndpointContext",
     "Permission",
     "RaceCondition",
+    "ResponseToClient",
+    "SystemContext",
     "UniqueViolation",
     "common",
     "data",
     "define_component",
+    "define_endpoint",
+    "define_system",
+    "elevate",
+    "endpoint",
+    "guard",
     "property_field",
+    "rate_limit",
+    "system",
 ]

@@ -24,3 +24,22 @@ class TableReference:
 
     def __repr__(self) -> str:
         return f"<Table {self.instance_name}:{self.comp_name}@{self.cluster_id}>"
+
+
+class Table:
+    """A table bound to the backend that stores it."""
+
+    def __init__(self, ref: TableReference, backend) -> None:
+        self.ref = ref
+        self.backend = backend
+
+    @property
+    def comp_cls(self) -> type[BaseComponent]:
+        return self.ref.comp_cls
+
+    def session(self, only_master: bool = False):
+        """A new transaction on this table's instance and cluster."""
+        return self.backend.session(self.ref.instance_name, self.ref.cluster_id, only_master)
+
+    def __repr__(self) -> str:
+        return f"<Table {self.ref.instance_name}:{self.ref.comp_name}@{self.ref.cluster_id}>"

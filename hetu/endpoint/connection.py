@@ -1,0 +1,151 @@
+"""Connections: the ``Connection`` row of every client, login (``elevate``) and kicking."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+
+from ..common.permission import Permission
+from ..data.backend.errors import RaceCondition
+from ..data.component import BaseComponent, define_component, property_field
+
+logger = logging.getLogger("HeTu.root")
+replay = logging.getLogger("HeTu.replay")
+
+# Set from config by the server; 0 disables the per-IP limit.
+MAX_ANONYMOUS_CONNECTION_BY_IP = 0
+# Seconds without calls after which a login is stale and may be taken over.
+ENDPOINT_CALL_IDLE_TIMEOUT = 120
+LOCAL_ADDRESSES = ("localhost", "127.0.0.1", "::1")
+ELEVATE_SEND_LIMIT_FACTOR = 10
+ELEVATE_SUBSCRIPTION_FACTOR = 50
+
+
+@define_component(namespace="core", volatile=True, permission=Permission.ADMIN, force=True)
+class Connection(BaseComponent):
+    owner: np.int64 = property_field(0, index=True)
+    address: str = property_field("", index=True, dtype="U32")
+    # the reference calls this field `device`, which NumPy rows shadow (row.device)
+    device_name: str = property_field("", dtype="U32")
+    device_id: str = property_field("", dtype="U128")
+    admin: str = property_field("", dtype="U16")
+    created: np.float64 = property_field(0.0)
+    last_active: np.float64 = property_field(0.0)
+
+
+def _table(tbl_mgr):
+    table = tbl_mgr.get_table(Connection)
+    if table is None:
+        raise RuntimeError("the Connection table is not served (were clusters built?)")
+    return table
+
+
+async def new_connection(tbl_mgr, address: str) -> int:
+    """Insert this client's ``Connection`` row; returns its id.
+
+    Refuses (``RuntimeError``) when ``MAX_ANONYMOUS_CONNECTION_BY_IP`` anonymous
+    connections from ``address`` already exist (loopback is exempt).
+    """
+    table = _table(tbl_mgr)
+    limit = MAX_ANONYMOUS_CONNECTION_BY_IP
+    async for attempt in table.session().retry(5):
+        async with attempt as s:
+            repo = s.using(Connection)
+            if limit and address not in LOCAL_ADDRESSES:
+                same_ip = await repo.range("address", address, address, limit=limit + 1000)
+                anonymous = int(np.count_nonzero(same_ip.owner == 0)) if len(same_ip) else 0
+                if anonymous >= limit:
+                    logger.warning("refused %s: %d anonymous connections from it", address, anonymous)
+                    raise RuntimeError(
+                        f"too many anonymous connections from {address} ({anonymous}); "
+                        f"possibly an attack"
+                    )
+            row = Connection.new_row()
+            row.address = address[:32]
+            row.created = row.last_active = time.time()
+            await repo.insert(row)
+    return int(row.id)
+
+
+async def del_connection(tbl_mgr, connection_id: int) -> None:
+    """Delete a ``Connection`` row (the client went away)."""
+    table = _table(tbl_mgr)
+    async for attempt in table.session().retry(5):
+        async with attempt as s:
+            repo = s.using(Connection)
+            if await repo.get(id=connection_id) is not None:
+                repo.delete(connection_id)
+
+
+async def elevate(ctx, user_id: int, kick_logged_in: bool = True) -> tuple[bool, str]:
+    """Log this connection in as ``user_id``; returns ``(ok, reason)``.
+
+    Another connection logged in as the same user is kicked (its next call closes it)
+    when ``kick_logged_in`` is true or it has been idle longer than
+    ``ENDPOINT_CALL_IDLE_TIMEOUT``; otherwise the login is refused with
+    ``USER_ALREADY_LOGGED_IN``. On success ``ctx.caller`` is set, send limits grow ×10
+    and subscription caps ×50. This is a transaction of its own: it is not undone when
+    the calling system's transaction is.
+    """
+    if not ctx.connection_id:
+        raise AssertionError("elevate needs an initialised connection (ctx.connection_id is 0)")
+    if ctx.caller:
+        return False, "CURRENT_CONNECTION_ALREADY_ELEVATED"
+    user_id = int(user_id)
+    table = _table(ctx.systems.tbl_mgr)
+    async for attempt in table.session().retry(5):
+        async with attempt as s:
+            repo = s.using(Connection)
+            others = await repo.range("owner", user_id, user_id, limit=-1)
+            now = time.time()
+            for other in others:
+                if other.id == ctx.connection_id:
+                    continue
+                idle = now - other.last_active
+                if not kick_logged_in and idle <= ENDPOINT_CALL_IDLE_TIMEOUT:
+                    return False, "USER_ALREADY_LOGGED_IN"
+                other.owner = 0
+                await repo.update(other)
+            mine = await repo.get(id=ctx.connection_id)
+            if mine is None:
+                raise RaceCondition("own Connection row is missing")
+            mine.owner = user_id
+            mine.last_active = now
+            await repo.update(mine)
+    ctx.caller = user_id
+    ctx.client_limits = [[n * ELEVATE_SEND_LIMIT_FACTOR, w] for n, w in ctx.client_limits]
+    ctx.server_limits = [[n * ELEVATE_SEND_LIMIT_FACTOR, w] for n, w in ctx.server_limits]
+    ctx.max_row_sub *= ELEVATE_SUBSCRIPTION_FACTOR
+    ctx.max_index_sub *= ELEVATE_SUBSCRIPTION_FACTOR
+    replay.info("[Elevate] %s logged in as %d", ctx, user_id)
+    return True, "SUCCESS"
+
+
+class ConnectionAliveChecker:
+    """Detects kicked connections and refreshes ``last_active`` now and then."""
+
+    def __init__(self, tbl_mgr) -> None:
+        self.tbl_mgr = tbl_mgr
+        self._last_refresh = 0.0
+
+    async def is_illegal(self, ctx) -> bool:
+        """True when this logged-in connection was kicked or its row is gone."""
+        if not ctx.caller:
+            return False
+        table = _table(self.tbl_mgr)
+        try:
+            async with table.session() as s:
+                repo = s.using(Connection)
+                row = await repo.get(id=ctx.connection_id)
+                if row is None or int(row.owner) != int(ctx.caller):
+                    return True
+                now = time.time()
+                if now - self._last_refresh > ENDPOINT_CALL_IDLE_TIMEOUT / 5:
+                    self._last_refresh = now
+                    row.last_active = now
+                    await repo.update(row)
+        except RaceCondition:
+            pass  # the row changed meanwhile (a kick shows on the next call)
+        return False
