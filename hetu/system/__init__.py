@@ -2,5 +2,6 @@
 
 from .context import SystemContext
 from .definer import SystemClusters, SystemDefine, define_system
+from .future import FutureCalls  # defines the built-in future-call systems
 
-__all__ = ["SystemClusters", "SystemContext", "SystemDefine", "define_system"]
+__all__ = ["FutureCalls", "SystemClusters", "SystemContext", "SystemDefine", "define_system"]

@@ -16,6 +16,7 @@ guards); ``call_system`` runs a system directly, like server code does.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib
 import logging
@@ -37,6 +38,7 @@ from ..manager import ComponentTableManager
 from ..system.caller import SystemCaller
 from ..system.context import SystemContext
 from ..system.definer import SystemClusters
+from ..system.future import FutureCallRunner
 
 __all__ = ["CallRejected", "ConnectionClosed", "Sandbox", "sandbox_fixture"]
 
@@ -98,6 +100,7 @@ class Sandbox:
         self.instance_name = instance_name
         self.backend = backend
         self.tbl_mgr = tbl_mgr
+        self._scheduler: asyncio.Task | None = None
 
     @classmethod
     async def create(
@@ -105,19 +108,26 @@ class Sandbox:
         namespace: str,
         app_module: ModuleType,
         *,
-        db_path: str | Path,
+        db_path: str | Path | None = None,
         instance_name: str = "test",
         worker_id: int = 1,
         reload_app: bool = False,
+        db_url: str | None = None,
     ) -> Sandbox:
-        """Build the app's clusters, open ``db_path`` (SQLite) and create the tables."""
-        if str(db_path) == ":memory:":
-            raise ValueError("Sandbox needs a file path for db_path, not :memory:")
+        """Build the app's clusters, open ``db_path`` (SQLite) and create the tables.
+
+        ``db_url`` serves the sandbox from another database instead, e.g. a Redis
+        started for the tests (``redis://127.0.0.1:6390/0``).
+        """
+        if db_url is None:
+            if db_path is None or str(db_path) == ":memory:":
+                raise ValueError("Sandbox needs a file path for db_path (not :memory:), or db_url")
+            db_url = f"sqlite:///{Path(db_path)}"
         generator = SnowflakeID()
         if not generator.initialized:
             generator.init(worker_id, 0)
         _load_app(namespace, app_module, reload_app)
-        backend = Backend.from_url(f"sqlite:///{Path(db_path)}")
+        backend = Backend.from_url(db_url)
         await backend.open()
         tbl_mgr = ComponentTableManager(namespace, instance_name, {"default": backend})
         await tbl_mgr.create_or_check_tables()
@@ -188,6 +198,19 @@ class Sandbox:
         if raw or isinstance(result, RejectResponse):
             return result
         return _wire_roundtrip(result.message if isinstance(result, ResponseToClient) else "ok")
+
+    # -- future calls -----------------------------------------------------------------------
+
+    async def tick_future_calls(self) -> int:
+        """Run every future call that is due now (as the worker's scheduler would);
+        returns how many ran."""
+        return await FutureCallRunner(self.namespace, [self.tbl_mgr]).tick()
+
+    def start_future_calls(self) -> None:
+        """Run the future-call scheduler in the background until :meth:`aclose`."""
+        if self._scheduler is None:
+            runner = FutureCallRunner(self.namespace, [self.tbl_mgr])
+            self._scheduler = asyncio.create_task(runner.run_forever(jitter=False), name="hetu-sandbox-future-calls")
 
     # -- data helpers (no permission filtering) ------------------------------------------------
 
@@ -260,6 +283,11 @@ class Sandbox:
             root.setLevel(level)
 
     async def aclose(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._scheduler
+            self._scheduler = None
         await self.backend.close()
 
     async def __aenter__(self) -> Sandbox:

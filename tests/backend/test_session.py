@@ -456,3 +456,25 @@ async def test_close_is_idempotent_and_later_use_fails(backend):
     with pytest.raises(ConnectionError):
         async with backend.session(INSTANCE, 1) as s:
             await s.using(Item).get(id=1)
+
+
+async def test_negative_row_ids_work_everywhere(backend, session):
+    async with session() as s:
+        repo = s.using(Item)
+        for n, row_id in enumerate((-5, -(2**62), 3)):
+            row = Item.new_row(id_=row_id)
+            row.name, row.time = f"neg{n}", -n
+            await repo.insert(row)
+    async with session() as s:
+        repo = s.using(Item)
+        assert (await repo.get(id=-5)).name == "neg0"
+        assert (await repo.get(name="neg1")).id == -(2**62)
+        assert list((await repo.range(id=(-np.inf, np.inf), limit=-1)).id) == [-(2**62), -5, 3]
+        assert list((await repo.range(time=(-2, 0), limit=-1)).id) == [3, -(2**62), -5]
+        row = await repo.get(id=-5)
+        row.time = -10
+        await repo.update(row)
+        dup = Item.new_row()
+        dup.name, dup.time = "other", -10
+        with pytest.raises(UniqueViolation):
+            await repo.insert(dup)

@@ -24,7 +24,7 @@ for i = 1, #checks do
   elseif op == 'U' then
     local hit = redis.call('ZRANGE', c[2], c[3], c[4], 'BYLEX', 'LIMIT', 0, 1)
     if #hit > 0 then
-      local holder = string.match(hit[1], '(%d+)$')
+      local holder = string.match(hit[1], '(-?%d+)$')
       local f = freed[c[2]]
       if not (f and f[holder]) then
         return {'UNIQ', c[2], c[5], holder}

@@ -10,7 +10,7 @@ else
 end
 local out = {}
 for i = 1, #members do
-  local id = string.match(members[i], '(%d+)$')
+  local id = string.match(members[i], '(-?%d+)$')
   if ARGV[6] == '1' then
     local fields = redis.call('HGETALL', ARGV[5] .. id)
     if #fields > 0 then
