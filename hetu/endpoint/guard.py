@@ -13,7 +13,8 @@ A rejected call costs no transaction and keeps the connection: the client receiv
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 GUARDS_ATTR = "__hetu_guards__"
 DEFINED_ATTR = "__hetu_defined__"

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import copy
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from ..common.permission import Permission
 from ..data.component import BaseComponent, ComponentDefines

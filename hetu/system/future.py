@@ -21,7 +21,6 @@ import logging
 import random
 import time
 import warnings
-from typing import Any
 
 import numpy as np
 
@@ -148,16 +147,11 @@ def future_tables(tbl_mgr) -> list:
     ]
 
 
-async def sleep_for_upcoming(table) -> bool:
-    """Sleep until the next call of ``table`` is due (≤ 1 s); False when none is near."""
-    now = time.time()
+async def next_due(table) -> float | None:
+    """When the next call of ``table`` within the coming second is due, or None."""
     async with table.session() as s:
-        rows = await s.using(table.comp_cls).range("scheduled", 0, now + 1, limit=1)
-    if not len(rows):
-        await asyncio.sleep(1)
-        return False
-    await asyncio.sleep(max(0.0, float(rows[0].scheduled) - time.time()))
-    return True
+        rows = await s.using(table.comp_cls).range("scheduled", 0, time.time() + 1, limit=1)
+    return float(rows[0].scheduled) if len(rows) else None
 
 
 async def pop_upcoming_call(table) -> np.record | None:
@@ -248,17 +242,29 @@ class FutureCallRunner:
         if jitter:
             await asyncio.sleep(random.random())
         while True:
-            table, caller = random.choice(self.targets)
             try:
-                if await sleep_for_upcoming(table):
-                    call = await pop_upcoming_call(table)
-                    if call is not None:
-                        await exec_future_call(call, caller, table)
+                await self._run_next()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 logger.exception("the future call loop failed; continuing")
                 await asyncio.sleep(1)
+
+    async def _run_next(self) -> None:
+        """Wait for the soonest due call of any table (at most a second), then run it."""
+        soonest = None
+        for table, caller in self.targets:
+            due = await next_due(table)
+            if due is not None and (soonest is None or due < soonest[0]):
+                soonest = (due, table, caller)
+        if soonest is None:
+            await asyncio.sleep(1)
+            return
+        due, table, caller = soonest
+        await asyncio.sleep(max(0.0, due - time.time()))
+        call = await pop_upcoming_call(table)
+        if call is not None:
+            await exec_future_call(call, caller, table)
 
 
 __all__ = [
@@ -269,6 +275,6 @@ __all__ = [
     "create_future_call",
     "ensure_future_call",
     "exec_future_call",
+    "next_due",
     "pop_upcoming_call",
-    "sleep_for_upcoming",
 ]
