@@ -208,7 +208,7 @@ class SystemClusters:
     def build_endpoints(self) -> None:
         """Register an endpoint for every client-callable system (permission not None)."""
         for namespace, systems in self._system_map.items():
-            for name, sys_def in systems.items():
+            for sys_def in systems.values():
                 if sys_def.permission is None:
                     continue
                 EndpointDefines().add(namespace, _system_endpoint(sys_def), force=True)
