@@ -17,6 +17,7 @@ transaction behaves as if it ran alone.
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
@@ -113,7 +114,7 @@ class Session:
             yield attempt
             if attempt.succeeded:
                 return
-            await asyncio.sleep(min(0.1 * 2**i, 2.0))
+            await asyncio.sleep(random.uniform(0, min(0.1 * 2**i, 2.0)))  # full jitter
 
 
 class RetryAttempt:
