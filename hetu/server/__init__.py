@@ -1,0 +1,1 @@
+"""The websocket server (gateway) and its message pipeline."""

@@ -1,0 +1,81 @@
+"""``zlib``: one deflate stream per direction and connection, with a preset dictionary.
+
+The dictionary (component and field names the clients may see) is sent to the client
+in the handshake reply; both directions use it.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+from .layer import HandshakeError, MessageProcessLayer
+
+MAX_INFLATED = 16 * 1024 * 1024
+
+
+def build_dictionary(components) -> bytes:
+    """The preset dictionary: ``updt`` plus the names and field names of every
+    non-ADMIN component, sorted, joined by newlines."""
+    from ...common.permission import Permission
+
+    words = {"updt"}
+    for comp in components:
+        if comp.permission_ == Permission.ADMIN:
+            continue
+        words.add(comp.name_)
+        words.update(comp.dtype_map_)
+    return "\n".join(sorted(words)).encode("utf-8")
+
+
+@dataclass
+class ZlibContext:
+    compressor: Any
+    decompressor: Any
+
+
+class ZlibLayer(MessageProcessLayer, alias="zlib"):
+    def __init__(self, level: int = 1, wbits: int = zlib.MAX_WBITS, dictionary: bytes | None = None,
+                 max_inflated: int = MAX_INFLATED) -> None:
+        self.level = level
+        self.wbits = wbits
+        self.dictionary = dictionary
+        self.max_inflated = max_inflated
+
+    def _context(self, zdict: bytes) -> ZlibContext:
+        if zdict:
+            return ZlibContext(
+                zlib.compressobj(self.level, zlib.DEFLATED, self.wbits, zdict=zdict),
+                zlib.decompressobj(self.wbits, zdict=zdict),
+            )
+        return ZlibContext(zlib.compressobj(self.level, zlib.DEFLATED, self.wbits), zlib.decompressobj(self.wbits))
+
+    def server_dictionary(self) -> bytes:
+        if self.dictionary is None:
+            from ...system.definer import SystemClusters
+
+            self.dictionary = build_dictionary(SystemClusters().get_components())
+        return self.dictionary
+
+    def handshake(self, client_hello: bytes) -> tuple[ZlibContext, bytes]:
+        zdict = self.server_dictionary()
+        return self._context(zdict), zdict
+
+    def client_handshake(self, pending: Any, server_reply: bytes) -> ZlibContext:
+        if not isinstance(server_reply, (bytes, bytearray)):
+            raise HandshakeError("the zlib handshake reply must be bytes")
+        return self._context(bytes(server_reply))
+
+    def encode(self, ctx: ZlibContext | None, data: bytes) -> bytes:
+        if ctx is None:
+            return data
+        return ctx.compressor.compress(data) + ctx.compressor.flush(zlib.Z_SYNC_FLUSH)
+
+    def decode(self, ctx: ZlibContext | None, data: bytes) -> bytes:
+        if ctx is None:
+            return data
+        out = ctx.decompressor.decompress(data, self.max_inflated)
+        if ctx.decompressor.unconsumed_tail:
+            raise ValueError(f"a message inflates beyond {self.max_inflated} bytes")
+        return out
