@@ -13,7 +13,14 @@ def cli() -> None:
     """HeTu game-server engine: serve an app.py of components and systems."""
 
 
+def _register() -> None:
+    from .cli.start import start
+
+    cli.add_command(start)
+
+
 def main() -> None:
+    _register()
     cli()
 
 

@@ -1,0 +1,1 @@
+"""The ``hetu`` command line."""

@@ -1,0 +1,105 @@
+"""``hetu start``: serve an app, from flags or from a config file."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import uuid
+
+import click
+
+from ..data.backend import backend_type_of_url
+
+
+def config_from_flags(app_file, namespace, instance, db, port, workers, debug, authkey, cert) -> dict:
+    kind = backend_type_of_url(db)
+    config = {
+        "APP_FILE": app_file,
+        "NAMESPACE": namespace,
+        "INSTANCES": [instance],
+        "DEBUG": 1 if debug else 0,
+        "LISTEN": f"0.0.0.0:{port}",
+        "WORKER_NUM": workers,
+        "BACKENDS": {"default": {"type": kind, "master": db}},
+        "PACKET_LAYERS": [
+            {"type": "jsonb"},
+            {"type": "zlib", "level": 1},
+            {"type": "crypto", "auth_key": authkey or None},
+        ],
+    }
+    if cert:
+        config["CERT_CHAIN"] = cert
+    return config
+
+
+def load_config_file(path: str) -> dict:
+    from ..common.yamlloader import load_config
+
+    config = load_config(path)
+    base = os.path.dirname(os.path.abspath(path))
+    app_file = config.get("APP_FILE")
+    if app_file and not os.path.isabs(app_file):
+        config["APP_FILE"] = os.path.join(base, app_file)
+    for backend in (config.get("BACKENDS") or {}).values():
+        master = backend.get("master", "")
+        # a relative SQLite file is relative to the config file, like APP_FILE
+        if isinstance(master, str) and master.startswith("sqlite:///") and not master.startswith("sqlite:////"):
+            backend["master"] = "sqlite:///" + os.path.join(base, master[len("sqlite:///"):])
+    return config
+
+
+def serve(config: dict) -> None:
+    from sanic import Sanic
+    from sanic.worker.loader import AppLoader
+
+    from ..server.web import create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config.setdefault("ON_START_UUID", uuid.uuid4().hex[:16])
+    host, _, port = str(config.get("LISTEN") or "0.0.0.0:2466").rpartition(":")
+    workers = int(config.get("WORKER_NUM") or 1)
+    loader = AppLoader(factory=functools.partial(create_app, config))
+    app = loader.load()
+    app.prepare(
+        host=host or "0.0.0.0",
+        port=int(port),
+        workers=max(workers, 1),
+        single_process=workers <= 1,
+        debug=int(config.get("DEBUG") or 0) > 1,
+        access_log=bool(config.get("ACCESS_LOG")),
+        motd=False,
+        ssl=config.get("CERT_CHAIN"),
+    )
+    if workers <= 1:
+        Sanic.serve_single(primary=app)
+    else:
+        Sanic.serve(primary=app, app_loader=loader)
+
+
+@click.command("start")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
+              help="Config file (config.yml); every other option is ignored when given.")
+@click.option("--app-file", default="./app.py", show_default=True, help="The app's Python file.")
+@click.option("--namespace", help="The app namespace to serve.")
+@click.option("--instance", help="The instance name (clients connect to /hetu/<instance>).")
+@click.option("--db", default="sqlite:///./hetu.db", show_default=True,
+              help="Database URL: sqlite:///path.db or redis://host:port/db.")
+@click.option("--port", default=2466, show_default=True, type=int, help="Port to listen on (all interfaces).")
+@click.option("--workers", default=1, show_default=True, type=int, help="Worker processes.")
+@click.option("--debug", is_flag=True, help="Debug mode: failed calls get an `err` frame instead of a disconnect.")
+@click.option("--authkey", default="", help="Auth key clients must sign their hello with (empty: any client).")
+@click.option("--cert", default=None, help="TLS certificate directory, or 'auto' for a self-signed one.")
+def start(config_path, app_file, namespace, instance, db, port, workers, debug, authkey, cert) -> None:
+    """Serve an app over websocket: `hetu start --app-file=./src/app.py --namespace=Chat
+    --instance=dev --db=sqlite:///./chat.db`, or `hetu start --config=./config.yml`."""
+    if config_path:
+        config = load_config_file(config_path)
+    else:
+        if not namespace or not instance:
+            raise click.UsageError("--namespace and --instance are required without --config")
+        config = config_from_flags(app_file, namespace, instance, db, port, workers, debug, authkey, cert)
+    for key in ("NAMESPACE", "INSTANCES", "BACKENDS"):
+        if not config.get(key):
+            raise click.UsageError(f"the configuration lacks {key}")
+    serve(config)

@@ -1,0 +1,272 @@
+"""One client connection: handshake, then an ordered receive loop and one send queue.
+
+States: ``HANDSHAKING`` → ``OPEN`` → ``CLOSING`` → ``CLOSED``. Messages of a client are
+handled strictly one at a time, in order; every ``rpc`` and ``sub`` gets exactly one
+reply frame (``unsub`` none); replies and subscription pushes share one FIFO queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import enum
+import logging
+from typing import Any
+
+import hetu
+
+from ..endpoint.executor import EndpointExecutor
+from ..endpoint.response import RejectResponse, ResponseToClient
+from ..system.caller import SystemCaller
+from ..system.context import SystemContext
+from ..system.definer import SystemClusters
+from .limits import FloodChecker
+from .state import ServerState
+
+logger = logging.getLogger("HeTu.root")
+replay = logging.getLogger("HeTu.replay")
+
+HELLO_TIMEOUT = 10.0
+QUEUE_SIZE = 1024
+REJECTED = "server rejected the request."
+BAD_SUBS = ["sub", "fail", [{"id": 0, "info": "DEBUG MODE: server rejected the request."}]]
+
+
+class ConnState(enum.Enum):
+    HANDSHAKING = "handshaking"
+    OPEN = "open"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+class ProtocolViolation(Exception):
+    """The client broke the protocol: the connection is dropped."""
+
+
+class _Close:
+    """Queue marker: stop sending and drop the connection."""
+
+
+CLOSE = _Close()
+
+
+class ClientConnection:
+    def __init__(self, server: ServerState, ws: Any, request: Any, instance: str) -> None:
+        self.server = server
+        self.ws = ws
+        self.request = request
+        self.instance = instance
+        self.state = ConnState.HANDSHAKING
+        self.pipeline = server.pipeline
+        self.layer_ctxs: list | None = None
+        self.ctx: SystemContext | None = None
+        self.executor: EndpointExecutor | None = None
+        self.queue: asyncio.Queue = asyncio.Queue(QUEUE_SIZE)
+        self.recv_flood = FloodChecker()
+        self.send_flood = FloodChecker()
+        self.subscriptions = None  # filled by the subscription layer
+
+    @property
+    def address(self) -> str:
+        ip = getattr(self.request, "client_ip", None) or getattr(self.request, "ip", None)
+        return str(ip or "unknown")
+
+    def _fail(self) -> None:
+        """Drop the TCP connection without a close frame (the reference's behaviour)."""
+        self.state = ConnState.CLOSING
+        try:
+            self.ws.fail_connection()
+        except Exception:  # already gone
+            pass
+
+    # -- handshake --------------------------------------------------------------------------
+
+    async def _handshake(self) -> bool:
+        try:
+            raw = await self.ws.recv(timeout=HELLO_TIMEOUT)
+        except TimeoutError:
+            raw = None
+        if not isinstance(raw, (bytes, bytearray)) or not raw:
+            return False
+        try:
+            hello = self.pipeline.decode(None, bytes(raw))
+        except ValueError:
+            return False
+        if not isinstance(hello, list) or len(hello) != self.pipeline.num_handshake_layers:
+            return False
+        if self.instance not in self.server.table_managers:
+            return False  # checked after the hello so scanners cannot list instances
+        try:
+            self.layer_ctxs, reply = self.pipeline.handshake(hello)
+        except Exception as exc:
+            logger.info("handshake from %s refused: %s", self.address, exc)
+            await self.ws.send(self.pipeline.encode(None, []))
+            return False
+        await self.ws.send(reply)
+        return True
+
+    def _new_context(self) -> SystemContext:
+        cfg = self.server
+        ctx = SystemContext(
+            caller=0, connection_id=0, address=self.address, group="guest", user_data={},
+            timestamp=0.0, request=self.request, systems=None,
+        )
+        ctx.configure(
+            copy.deepcopy(cfg.limit("CLIENT_SEND_LIMITS", [])),
+            copy.deepcopy(cfg.limit("SERVER_SEND_LIMITS", [])),
+            int(cfg.limit("MAX_ROW_SUBSCRIPTION", 1000)),
+            int(cfg.limit("MAX_INDEX_SUBSCRIPTION", 50)),
+        )
+        return ctx
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        if not await self._handshake():
+            self._fail()
+            self.state = ConnState.CLOSED
+            return
+        tbl_mgr = self.server.table_managers[self.instance]
+        self.ctx = ctx = self._new_context()
+        ctx.systems = SystemCaller(self.server.namespace, tbl_mgr, ctx)
+        self.executor = EndpointExecutor(self.server.namespace, tbl_mgr, ctx)
+        try:
+            await self.executor.initialize(self.address)
+        except Exception as exc:
+            logger.warning("connection from %s refused: %s", self.address, exc)
+            self.state = ConnState.CLOSED
+            await self.ws.close()
+            return
+        self.state = ConnState.OPEN
+        replay.info("[Connected] %s", ctx)
+        receiver = asyncio.create_task(self._receive_loop(), name=f"hetu-recv-{ctx.connection_id}")
+        try:
+            await self._send_loop()
+        finally:
+            self.state = ConnState.CLOSING
+            receiver.cancel()
+            await asyncio.gather(receiver, return_exceptions=True)
+            await self._cleanup()
+            self.state = ConnState.CLOSED
+            replay.info("[Closed] %s", ctx)
+
+    async def _cleanup(self) -> None:
+        if self.subscriptions is not None:
+            try:
+                await self.subscriptions.close()
+            except Exception:
+                logger.exception("closing the subscriptions of %s failed", self.ctx)
+        if SystemClusters().get_system("on_disconnect") is not None:
+            try:
+                await self.ctx.systems.call("on_disconnect")
+            except Exception:
+                logger.exception("on_disconnect of %s failed", self.ctx)
+        try:
+            await self.executor.terminate()
+        except Exception:
+            logger.exception("removing the Connection row of %s failed", self.ctx)
+
+    # -- sending -----------------------------------------------------------------------------------
+
+    async def push(self, frame: Any, name: str | None = None) -> None:
+        """Queue a frame for this client (``name``: the rpc it answers, for errors)."""
+        await self.queue.put((frame, name))
+
+    async def _send_loop(self) -> None:
+        while True:
+            frame, name = await self.queue.get()
+            if frame is CLOSE:
+                self._fail()
+                return
+            if isinstance(frame, str):  # the motd: plain text, outside the pipeline
+                await self.ws.send(frame)
+                continue
+            try:
+                data = self.pipeline.encode(self.layer_ctxs, frame)
+            except (TypeError, ValueError, OverflowError) as exc:
+                logger.error("cannot encode the reply to %s for %s: %s", name, self.ctx, exc)
+                if self.server.debug and name is not None:
+                    data = self.pipeline.encode(self.layer_ctxs, ["err", name, f"{type(exc).__name__}: {exc}"])
+                else:
+                    self._fail()
+                    return
+            await self.ws.send(data)
+            if self.send_flood.hit(self.ctx.server_limits):
+                logger.warning("%s exceeded the server send limits; closing", self.ctx)
+                self._fail()
+                return
+
+    # -- receiving -----------------------------------------------------------------------------------
+
+    async def _receive_loop(self) -> None:
+        try:
+            while True:
+                data = await self.ws.recv()
+                if data is None:  # the socket closed
+                    break
+                await self._handle(data)
+        except ProtocolViolation as exc:
+            logger.info("dropping %s: %s", self.ctx, exc)
+            replay.info("[Illegal] %s %s", self.ctx, exc)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("the receive loop of %s failed", self.ctx)
+        await self.queue.put((CLOSE, None))
+
+    async def _handle(self, data: Any) -> None:
+        if isinstance(data, str) or not data:
+            raise ProtocolViolation("text or empty frame")
+        try:
+            message = self.pipeline.decode(self.layer_ctxs, bytes(data))
+        except Exception as exc:
+            raise ProtocolViolation(f"undecodable frame: {exc}") from None
+        if not isinstance(message, list) or not message or not isinstance(message[0], str):
+            raise ProtocolViolation("a message must be a non-empty array starting with a tag")
+        if self.recv_flood.hit(self.ctx.client_limits):
+            raise ProtocolViolation("client send limits exceeded")
+        tag = message[0]
+        if tag == "rpc":
+            await self._rpc(message)
+        elif tag == "motd":
+            await self.push(f"👋 Welcome to HeTu Database! v{hetu.__version__}")
+        elif tag == "sub":
+            await self._sub(message)
+        elif tag == "unsub":
+            await self._unsub(message)
+        else:
+            raise ProtocolViolation(f"unknown message tag {tag!r:.40}")
+
+    async def _rpc(self, message: list) -> None:
+        if len(message) < 2 or not isinstance(message[1], str):
+            raise ProtocolViolation("rpc needs an endpoint name")
+        name, args = message[1], message[2:]
+        try:
+            ok, result = await self.executor.execute(name, *args)
+        except Exception as exc:  # a guard raised something other than ClientReject
+            logger.exception("a guard of %s failed for %s", name, self.ctx)
+            ok, result = False, f"{type(exc).__name__}: {exc}"
+        replay.info("[EndpointResult][%s](%s, %r)", name, ok, result)
+        if not ok:
+            if not self.server.debug:
+                raise ProtocolViolation(f"rpc {name!r:.40} failed")
+            await self.push(["err", name, result if isinstance(result, str) else REJECTED])
+        elif isinstance(result, RejectResponse):
+            await self.push(["rej", name, result.code])
+        elif isinstance(result, ResponseToClient):
+            await self.push(["rsp", result.message], name)
+        else:
+            await self.push(["rsp", "ok"])
+
+    async def _sub(self, message: list) -> None:
+        if self.subscriptions is None:
+            from .subscription import ConnectionSubscriptions
+
+            self.subscriptions = ConnectionSubscriptions(self)
+        await self.subscriptions.handle_sub(message)
+
+    async def _unsub(self, message: list) -> None:
+        if len(message) != 2 or not isinstance(message[1], str):
+            raise ProtocolViolation("unsub needs one subscription id")
+        if self.subscriptions is not None:
+            await self.subscriptions.unsubscribe(message[1])

@@ -1,0 +1,27 @@
+"""Per-worker server state: the app's backends, table managers and pipeline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..data.backend import Backend
+from ..manager import ComponentTableManager
+from .pipeline import MessagePipeline
+
+
+@dataclass
+class ServerState:
+    config: dict
+    namespace: str
+    pipeline: MessagePipeline
+    debug: int = 0
+    backends: dict[str, Backend] = field(default_factory=dict)
+    table_managers: dict[str, ComponentTableManager] = field(default_factory=dict)
+    worker_keeper: Any = None
+    tasks: list = field(default_factory=list)
+    brokers: dict = field(default_factory=dict)  # id(backend) -> SubscriptionBroker
+
+    def limit(self, key: str, default: Any) -> Any:
+        value = self.config.get(key)
+        return default if value is None else value

@@ -1,0 +1,293 @@
+"""Row subscriptions: ``sub get`` / ``sub range`` and the ``updt`` pushes.
+
+One :class:`SubscriptionBroker` per worker and backend owns a single change feed
+(one pub/sub connection) and fans events out to the connections that care. A
+connection subscribes to a table's events *before* running its initial query, so no
+change falls in between; pushes are coalesced: whatever arrives while a connection's
+update is being computed is folded into the next one, so a burst yields one ``updt``
+per subscription.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..common.permission import Permission
+from ..data.backend.base import ChangeEvent
+from ..data.backend.bounds import normalize_bounds
+
+if TYPE_CHECKING:
+    from .connection import ClientConnection
+
+logger = logging.getLogger("HeTu.root")
+
+
+def row_to_wire(row: np.record) -> dict:
+    """A row as the client sees it: plain values, no ``_version``."""
+    return {name: value for name, value in zip(row.dtype.names, row.item()) if name != "_version"}
+
+
+class SubscriptionBroker:
+    """Shares one change feed between all connections of a worker."""
+
+    def __init__(self, backend) -> None:
+        self.backend = backend
+        self.feed = None
+        self.listeners: dict[str, set] = {}
+        self._pump: asyncio.Task | None = None
+        self._lock = asyncio.Lock()
+
+    async def add(self, channel: str, listener: Any) -> None:
+        async with self._lock:
+            if self.feed is None:
+                self.feed = self.backend.change_feed()
+            if channel not in self.listeners:
+                self.listeners[channel] = set()
+                await self.feed.subscribe(channel)
+            self.listeners[channel].add(listener)
+            if self._pump is None:
+                self._pump = asyncio.create_task(self._run(), name="hetu-subscription-broker")
+
+    async def remove(self, channel: str, listener: Any) -> None:
+        async with self._lock:
+            listeners = self.listeners.get(channel)
+            if listeners is None:
+                return
+            listeners.discard(listener)
+            if not listeners:
+                del self.listeners[channel]
+                await self.feed.unsubscribe(channel)
+
+    async def _run(self) -> None:
+        while True:
+            event = await self.feed.get()
+            if event is None:
+                continue
+            for listener in list(self.listeners.get(event.channel, ())):
+                listener.notify(event)
+
+    async def close(self) -> None:
+        if self._pump is not None:
+            self._pump.cancel()
+            await asyncio.gather(self._pump, return_exceptions=True)
+        if self.feed is not None:
+            await self.feed.close()
+
+
+class Subscription:
+    def __init__(self, sub_id: str, table, client) -> None:
+        self.sub_id = sub_id
+        self.table = table
+        self.client = client  # a backend client (a replica when configured)
+        self.channel = client.change_channel(table.ref)
+
+    def interested(self, events: list[ChangeEvent]) -> bool:
+        raise NotImplementedError
+
+    async def changes(self, ctx, events: list[ChangeEvent]) -> dict:
+        raise NotImplementedError
+
+
+class RowSubscription(Subscription):
+    def __init__(self, sub_id, table, client, row_id: int) -> None:
+        super().__init__(sub_id, table, client)
+        self.row_id = row_id
+
+    def interested(self, events) -> bool:
+        return any(self.row_id in e.row_ids for e in events)
+
+    async def changes(self, ctx, events) -> dict:
+        row = await self.client.get(self.table.ref, self.row_id)
+        visible = row is not None and ctx.rls_check(self.table.comp_cls, row)
+        return {self.row_id: row_to_wire(row) if visible else None}
+
+
+class RangeSubscription(Subscription):
+    def __init__(self, sub_id, table, client, index, bounds, limit, desc, tracked: set[int]) -> None:
+        super().__init__(sub_id, table, client)
+        self.index, self.bounds, self.limit, self.desc = index, bounds, limit, desc
+        self.tracked = tracked
+
+    def interested(self, events) -> bool:
+        return any(self.index in e.indexes or self.tracked.intersection(e.row_ids) for e in events)
+
+    async def changes(self, ctx, events) -> dict:
+        rows = await self.client.range(self.table.ref, self.index, self.bounds, self.limit, self.desc)
+        touched = {rid for e in events for rid in e.row_ids}
+        current = {int(r.id): r for r in rows}
+        delta: dict = {}
+        for rid in self.tracked - current.keys():
+            delta[rid] = None
+        for rid, row in current.items():
+            if rid not in self.tracked or rid in touched:
+                delta[rid] = row_to_wire(row) if ctx.rls_check(self.table.comp_cls, row) else None
+        # rows that never were visible and still are not: nothing to tell
+        for rid in [r for r, v in delta.items() if v is None and r not in self.tracked]:
+            del delta[rid]
+        self.tracked = {rid for rid, row in current.items() if ctx.rls_check(self.table.comp_cls, row)}
+        return delta
+
+
+class ConnectionSubscriptions:
+    """The subscriptions of one connection."""
+
+    def __init__(self, conn: ClientConnection) -> None:
+        self.conn = conn
+        self.subs: dict[str, Subscription] = {}
+        self.channels: dict[str, Any] = {}  # channel -> table, registered with a broker
+        self._pending: list[ChangeEvent] = []
+        self._flusher: asyncio.Task | None = None
+
+    # -- change events ------------------------------------------------------------------
+
+    def notify(self, event: ChangeEvent) -> None:
+        self._pending.append(event)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+
+    async def _flush(self) -> None:
+        while self._pending:
+            events, self._pending = self._pending, []
+            for sub in list(self.subs.values()):
+                relevant = [e for e in events if e.channel == sub.channel]
+                if not relevant or not sub.interested(relevant):
+                    continue
+                try:
+                    delta = await sub.changes(self.conn.ctx, relevant)
+                except Exception:
+                    logger.exception("refreshing subscription %s failed", sub.sub_id)
+                    continue
+                if delta and sub.sub_id in self.subs:
+                    await self.conn.push(["updt", sub.sub_id, delta])
+
+    # -- requests ---------------------------------------------------------------------------
+
+    def _table(self, name: Any):
+        if not isinstance(name, str):
+            return None
+        return self.conn.server.table_managers[self.conn.instance].get_table(name)
+
+    def _readable(self, comp) -> bool:
+        ctx = self.conn.ctx
+        if comp.permission_ == Permission.EVERYBODY or ctx.is_admin():
+            return True
+        if comp.permission_ == Permission.ADMIN:
+            return False
+        return bool(ctx.caller)
+
+    def _broker(self, table) -> SubscriptionBroker:
+        brokers = self.conn.server.brokers
+        key = id(table.backend)
+        if key not in brokers:
+            brokers[key] = SubscriptionBroker(table.backend)
+        return brokers[key]
+
+    async def _reject(self) -> None:
+        from .connection import BAD_SUBS, ProtocolViolation
+
+        if not self.conn.server.debug:
+            raise ProtocolViolation("illegal subscription")
+        await self.conn.push(BAD_SUBS)
+
+    async def handle_sub(self, message: list) -> None:
+        from .connection import ProtocolViolation
+
+        if len(message) < 3:
+            raise ProtocolViolation("sub needs a component and an operation")
+        table = self._table(message[1])
+        if table is None:
+            return await self._reject()
+        op = message[2]
+        if op == "get":
+            if len(message) != 5 or not isinstance(message[3], str):
+                raise ProtocolViolation("sub get takes: component, 'get', index, value")
+            await self._sub_get(table, message[3], message[4])
+        elif op == "range":
+            if not 5 <= len(message) <= 9 or not isinstance(message[3], str):
+                raise ProtocolViolation("sub range takes: component, 'range', index, left[, right, limit, desc, force]")
+            args = message[4:] + [None, 10, False, True][len(message) - 5:]
+            await self._sub_range(table, message[3], *args)
+        elif op == "logic_query":
+            await self.conn.push(["sub", None, None])
+        else:
+            raise ProtocolViolation(f"unknown sub operation {op!r:.40}")
+        await self._check_caps()
+
+    async def _check_caps(self) -> None:
+        ctx = self.conn.ctx
+        rows = sum(isinstance(s, RowSubscription) for s in self.subs.values())
+        ranges = len(self.subs) - rows
+        if rows > ctx.max_row_sub or ranges > ctx.max_index_sub:
+            logger.warning("%s exceeded its subscription caps (%d rows, %d ranges)", ctx, rows, ranges)
+            await self._reject()
+
+    async def _subscribe_first(self, table, client):
+        """Listen to the table's events before querying, so nothing is missed."""
+        channel = client.change_channel(table.ref)
+        if channel not in self.channels:
+            await self._broker(table).add(channel, self)
+            self.channels[channel] = table
+
+    async def _sub_get(self, table, index: str, value: Any) -> None:
+        from .connection import ProtocolViolation
+
+        comp = table.comp_cls
+        if index not in comp.indexes_:
+            raise ProtocolViolation(f"{comp.name_} has no index {index!r:.40}")
+        if not self._readable(comp):
+            return await self.conn.push(["sub", None, None])
+        client = table.backend.servant
+        await self._subscribe_first(table, client)
+        try:
+            if index == "id":
+                row = await client.get(table.ref, int(value))
+            else:
+                rows = await client.range(table.ref, index, normalize_bounds(comp, index, value), 1, False)
+                row = rows[0] if len(rows) else None
+        except (ValueError, TypeError) as exc:
+            raise ProtocolViolation(f"bad sub get: {exc}") from None
+        if row is None or not self.conn.ctx.rls_check(comp, row):
+            return await self.conn.push(["sub", None, None])
+        sub_id = f"{comp.name_}.id[{int(row.id)}:None:1][:1]"
+        if sub_id not in self.subs:
+            self.subs[sub_id] = RowSubscription(sub_id, table, client, int(row.id))
+        await self.conn.push(["sub", sub_id, row_to_wire(row)])
+
+    async def _sub_range(self, table, index, left, right, limit, desc, force) -> None:
+        from .connection import ProtocolViolation
+
+        comp = table.comp_cls
+        if not isinstance(limit, int) or isinstance(limit, bool) or not isinstance(desc, bool):
+            raise ProtocolViolation("sub range: limit must be an int and desc a bool")
+        try:
+            bounds = normalize_bounds(comp, index, left, right)
+        except (ValueError, TypeError) as exc:
+            raise ProtocolViolation(f"bad sub range: {exc}") from None
+        if not self._readable(comp):
+            return await self.conn.push(["sub", None, []])
+        client = table.backend.servant
+        await self._subscribe_first(table, client)
+        rows = await client.range(table.ref, index, bounds, limit, desc)
+        visible = [r for r in rows if self.conn.ctx.rls_check(comp, r)]
+        if not visible and not force:
+            return await self.conn.push(["sub", None, []])
+        sub_id = f"{comp.name_}.{index}[{left}:{right}:{-1 if desc else 1}][:{limit}]"
+        if sub_id not in self.subs:
+            tracked = {int(r.id) for r in visible}
+            self.subs[sub_id] = RangeSubscription(sub_id, table, client, index, bounds, limit, desc, tracked)
+        await self.conn.push(["sub", sub_id, [row_to_wire(r) for r in visible]])
+
+    async def unsubscribe(self, sub_id: str) -> None:
+        self.subs.pop(sub_id, None)
+
+    async def close(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+        self.subs.clear()
+        channels, self.channels = self.channels, {}
+        for channel, table in channels.items():
+            await self._broker(table).remove(channel, self)

@@ -1,0 +1,177 @@
+"""The Sanic application: health route, websocket route and the worker lifecycle.
+
+:func:`create_app` is the app factory every worker process runs: it loads the app
+file, builds clusters and endpoints, and registers listeners that open the backends,
+create/check the tables, lease a worker id and start the background tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import logging
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+from sanic import Sanic, response
+
+import hetu
+
+from ..data.backend import Backend, SchemaMismatch
+from ..data.backend.worker_keeper import WorkerKeeper, WorkerLease
+from ..endpoint import connection as connection_module
+from ..manager import ComponentTableManager
+from ..system.caller import SystemCaller
+from ..system.definer import SystemClusters
+from ..system.future import FutureCallRunner, internal_context
+from .connection import ClientConnection
+from .pipeline import MessagePipeline
+from .state import ServerState
+
+logger = logging.getLogger("HeTu.root")
+
+APP_MODULE = "HeTuApp"
+DEFAULT_MAX_SIZE = 2**20
+
+
+def load_app_file(path: str | Path) -> Any:
+    """Import the app file as module ``HeTuApp`` (once per process)."""
+    if APP_MODULE in sys.modules:
+        return sys.modules[APP_MODULE]
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"app file {path} does not exist (check --app-file / APP_FILE)")
+    sys.path.insert(0, str(path.parent.resolve()))
+    spec = importlib.util.spec_from_file_location(APP_MODULE, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[APP_MODULE] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[APP_MODULE]
+        raise
+    return module
+
+
+def create_app(config: dict) -> Sanic:
+    """Build the server for ``config`` (upper-case keys, as in config.yml)."""
+    if config.get("APP_FILE"):
+        load_app_file(config["APP_FILE"])
+    namespace = config["NAMESPACE"]
+    clusters = SystemClusters()
+    if not clusters.is_built(namespace):
+        clusters.build_clusters(namespace)
+        clusters.build_endpoints()
+    connection_module.MAX_ANONYMOUS_CONNECTION_BY_IP = int(config.get("MAX_ANONYMOUS_CONNECTION_BY_IP") or 0)
+    connection_module.ENDPOINT_CALL_IDLE_TIMEOUT = float(config.get("ENDPOINT_CALL_IDLE_TIMEOUT") or 120)
+
+    app = Sanic("HeTu", configure_logging=False)
+    app.config.update({k: v for k, v in config.items() if k.isupper() and k != "LOGGING"})
+    app.config.WEBSOCKET_MAX_SIZE = int(config.get("WEBSOCKET_MAX_SIZE") or DEFAULT_MAX_SIZE)
+    for key in ("WEBSOCKET_PING_INTERVAL", "WEBSOCKET_PING_TIMEOUT"):
+        if config.get(key) is not None:
+            app.config[key] = config[key]
+    debug = int(config.get("DEBUG") or 0)
+    if debug:
+        logging.getLogger("HeTu").setLevel(logging.DEBUG)
+    app.ctx.hetu = ServerState(
+        config=config,
+        namespace=namespace,
+        pipeline=MessagePipeline.from_config(config.get("PACKET_LAYERS")),
+        debug=debug,
+    )
+
+    async def health(request):
+        return response.text(f"Powered by HeTu(v{hetu.__version__}) Database! ")
+
+    async def websocket(request, ws, instance: str):
+        await ClientConnection(request.app.ctx.hetu, ws, request, instance).serve()
+
+    app.add_route(health, "/", name="health")
+    app.add_websocket_route(websocket, "/hetu/<instance>", name="hetu")
+    app.register_listener(worker_start, "before_server_start")
+    app.register_listener(worker_stop, "after_server_stop")
+    return app
+
+
+async def start_backends(state: ServerState) -> None:
+    backends_cfg = state.config.get("BACKENDS") or {}
+    if not backends_cfg:
+        raise ValueError("no BACKENDS configured")
+    for name, cfg in backends_cfg.items():
+        backend = Backend.from_config(cfg)
+        await backend.open()
+        state.backends[name] = backend
+        state.backends.setdefault("default", backend)
+    for instance in state.config.get("INSTANCES") or []:
+        tbl_mgr = ComponentTableManager(state.namespace, instance, state.backends)
+        await tbl_mgr.create_or_check_tables()
+        state.table_managers[instance] = tbl_mgr
+
+
+async def lease_worker_id(state: ServerState) -> None:
+    first = next(iter(state.table_managers.values()))
+    table = first.get_table(WorkerLease)
+    keeper = WorkerKeeper(table.backend, table.ref.instance_name, table.ref.cluster_id)
+    while True:
+        try:
+            await keeper.acquire()
+            break
+        except RuntimeError as exc:  # every id leased: wait for one to expire
+            logger.error("%s; retrying in 1s", exc)
+            await asyncio.sleep(1)
+    keeper.start()
+    state.worker_keeper = keeper
+
+
+async def run_startup_systems(state: ServerState) -> None:
+    names = SystemClusters().get_startup_systems()
+    boot_uuid = str(state.config.get("ON_START_UUID") or uuid.uuid4().hex[:16])
+    for tbl_mgr in state.table_managers.values():
+        ctx = internal_context()
+        ctx.systems = SystemCaller(state.namespace, tbl_mgr, ctx)
+        for name in names:
+            logger.info("running startup system %s on %s", name, tbl_mgr.instance)
+            await ctx.systems.call(name, uuid=boot_uuid)
+
+
+async def worker_start(app: Sanic) -> None:
+    state: ServerState = app.ctx.hetu
+    try:
+        await start_backends(state)
+        await lease_worker_id(state)
+        await run_startup_systems(state)
+    except SchemaMismatch as exc:
+        logger.error("%s", exc)
+        app.stop()
+        raise
+    except Exception:
+        logger.exception("worker failed to start")
+        app.stop()
+        raise
+    runner = FutureCallRunner(state.namespace, list(state.table_managers.values()))
+    state.tasks.append(asyncio.create_task(runner.run_forever(), name="hetu-future-calls"))
+    logger.info(
+        "serving namespace %s, instances %s", state.namespace, ", ".join(state.table_managers)
+    )
+
+
+async def worker_stop(app: Sanic) -> None:
+    state: ServerState = app.ctx.hetu
+    for task in state.tasks:
+        task.cancel()
+    await asyncio.gather(*state.tasks, return_exceptions=True)
+    for broker in state.brokers.values():
+        await broker.close()
+    if state.worker_keeper is not None:
+        try:
+            await state.worker_keeper.release()
+        except Exception:
+            logger.exception("releasing the worker id failed")
+    closed = set()
+    for backend in state.backends.values():
+        if id(backend) not in closed:
+            closed.add(id(backend))
+            await backend.close()
