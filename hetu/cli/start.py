@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import logging
 import os
 import uuid
 
@@ -55,7 +54,6 @@ def serve(config: dict) -> None:
 
     from ..server.web import create_app
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config.setdefault("ON_START_UUID", uuid.uuid4().hex[:16])
     host, _, port = str(config.get("LISTEN") or "0.0.0.0:2466").rpartition(":")
     workers = int(config.get("WORKER_NUM") or 1)

@@ -60,6 +60,7 @@ class HeTuClient:
         self.ctxs = ctxs
         self._waiting: collections.deque[asyncio.Future] = collections.deque()
         self.updates: asyncio.Queue = asyncio.Queue()
+        self.unsolicited: list = []  # frames that answered no pending request
         self._send_lock = asyncio.Lock()
         self.closed = False
         self._reader = asyncio.create_task(self._read(), name="hetu-client-reader")
@@ -94,6 +95,8 @@ class HeTuClient:
                     future = self._waiting.popleft()
                     if not future.done():
                         future.set_result(frame)
+                else:  # e.g. the extra BAD_SUBS frame of a debug server
+                    self.unsolicited.append(frame)
         except websockets.ConnectionClosed:
             pass
         finally:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import logging
+import logging.config
 import sys
 import uuid
 from pathlib import Path
@@ -55,8 +56,20 @@ def load_app_file(path: str | Path) -> Any:
     return module
 
 
+def configure_logging(config: dict) -> None:
+    """``LOGGING`` (a logging.dictConfig) when given, else plain lines on stderr.
+
+    Runs in every worker process (workers do not inherit the main process's setup).
+    """
+    if config.get("LOGGING"):
+        logging.config.dictConfig(config["LOGGING"])
+    elif not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
 def create_app(config: dict) -> Sanic:
     """Build the server for ``config`` (upper-case keys, as in config.yml)."""
+    configure_logging(config)
     if config.get("APP_FILE"):
         load_app_file(config["APP_FILE"])
     namespace = config["NAMESPACE"]

@@ -1,0 +1,240 @@
+"""Subscriptions over real sockets: initial data, pushes, permissions, caps, processes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from hetu.client import ConnectionClosed, HeTuClient
+from tests.server.conftest import AUTH_KEY, ServerProcess
+
+BIG = 2**63 - 1
+
+
+async def connect(srv) -> HeTuClient:
+    return await HeTuClient.connect(srv.url, auth_key=AUTH_KEY)
+
+
+async def next_delta(client, sub_id, until=None, timeout=3.0):
+    """The next push for ``sub_id`` (for which ``until(delta)`` holds, when given).
+
+    Pushes carry current rows, so a push caused by an earlier write may show up
+    first; ``until`` skips those.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        item = await client.next_update(deadline - time.monotonic())
+        if item is None:
+            break
+        if item[0] == sub_id and (until is None or until(item[1])):
+            return item[1]
+    raise AssertionError(f"no (matching) update for {sub_id}")
+
+
+def has(row_id, **fields):
+    """A delta predicate: the row is present with these field values."""
+    return lambda d: d.get(row_id) is not None and all(d[row_id][k] == v for k, v in fields.items())
+
+
+def gone(row_id):
+    return lambda d: row_id in d and d[row_id] is None
+
+
+async def no_delta(client, sub_id, wait=0.3):
+    deadline = time.monotonic() + wait
+    while (left := deadline - time.monotonic()) > 0:
+        item = await client.next_update(left)
+        if item is None:
+            return
+        assert item[0] != sub_id, f"unexpected update {item}"
+
+
+@pytest.fixture
+async def pair(server):
+    writer, reader = await connect(server), await connect(server)
+    yield writer, reader
+    await writer.close()
+    await reader.close()
+
+
+async def test_range_subscription_sees_inserts_quickly(pair):
+    writer, reader = pair
+    owner = 101
+    sub_id, rows = await reader.subscribe_range("Board", "owner", owner, owner, 100)
+    assert sub_id == f"Board.owner[{owner}:{owner}:1][:100]" and rows == []
+    started = time.perf_counter()
+    row_id = await writer.call("post", owner, 5, "hi")
+    delta = await next_delta(reader, sub_id, has(row_id))
+    assert time.perf_counter() - started < 0.5
+    assert delta == {row_id: {"id": row_id, "owner": owner, "score": 5, "note": "hi"}}
+
+
+async def test_updates_moves_and_deletes(pair):
+    writer, reader = pair
+    owner = 102
+    row_id = await writer.call("post", owner, 10, "a")
+    sub_id, rows = await reader.subscribe_range("Board", "score", 0, 50, 100)
+    assert row_id in {r["id"] for r in rows}
+    await writer.call("edit", row_id, 10, "changed")  # not the indexed field
+    await next_delta(reader, sub_id, has(row_id, note="changed"))
+    await writer.call("edit", row_id, 20, "changed")  # indexed, still in range
+    await next_delta(reader, sub_id, has(row_id, score=20))
+    await writer.call("edit", row_id, 99, "gone")  # out of range
+    await next_delta(reader, sub_id, gone(row_id))
+    await writer.call("edit", row_id, 30, "back")
+    await next_delta(reader, sub_id, has(row_id, score=30))
+    await writer.call("remove", row_id)
+    await next_delta(reader, sub_id, gone(row_id))
+
+
+async def test_get_subscription_follows_its_row(pair):
+    writer, reader = pair
+    row_id = await writer.call("post", 103, 1, "x")
+    sub_id, row = await reader.subscribe_get("Board", "id", row_id)
+    assert sub_id == f"Board.id[{row_id}:None:1][:1]" and row["note"] == "x"
+    await writer.call("edit", row_id, 2, "y")
+    await next_delta(reader, sub_id, has(row_id, note="y"))
+    await writer.call("remove", row_id)
+    assert await next_delta(reader, sub_id, gone(row_id)) == {row_id: None}
+    assert await reader.subscribe_get("Board", "id", row_id) == (None, None)
+
+
+async def test_limit_window_evicts_the_last_row(pair):
+    writer, reader = pair
+    owner = 104
+    ids = [await writer.call("post", owner, s) for s in (10, 20, 30)]
+    sub_id, rows = await reader.subscribe_range("Board", "score", 10, 30, 3)
+    assert [r["id"] for r in rows] == ids
+    new = await writer.call("post", owner, 15)
+    delta = await next_delta(reader, sub_id, has(new, score=15))
+    assert delta[ids[2]] is None
+
+
+async def test_duplicate_subscriptions_share_one_id_and_unsub_has_no_reply(pair):
+    writer, reader = pair
+    first, _ = await reader.subscribe_range("Board", "owner", 105, 105, 10)
+    second, _ = await reader.subscribe_range("Board", "owner", 105, 105, 10)
+    assert first == second
+    await reader.unsubscribe(first)
+    await writer.call("post", 105, 1)
+    await no_delta(reader, first)
+    assert await reader.call("login", 1) == {"id": 1}  # the stream is still in step
+
+
+async def test_a_burst_is_coalesced(pair):
+    writer, reader = pair
+    row_id = await writer.call("post", 106, 0, "")
+    sub_id, _ = await reader.subscribe_get("Board", "id", row_id)
+    await asyncio.gather(*(writer.call("edit", row_id, n, f"v{n}") for n in range(30)))
+    deltas = []
+    while (item := await reader.next_update(0.5)) is not None:
+        if item[0] == sub_id:
+            deltas.append(item[1])
+    assert deltas and deltas[-1][row_id]["note"] == "v29"
+    assert len(deltas) < 30
+
+
+async def test_owner_rows_reach_only_their_owner(server):
+    alice, bob, anon = await connect(server), await connect(server), await connect(server)
+    try:
+        await alice.call("login", 201)
+        await bob.call("login", 202)
+        assert await anon.subscribe_range("Secret", "owner", 0, BIG, 100) == (None, [])
+        a_sub, _ = await alice.subscribe_range("Secret", "owner", 0, BIG, 100)
+        b_sub, _ = await bob.subscribe_range("Secret", "owner", 0, BIG, 100)
+        await alice.call("write_secret", "for alice")
+        delta = await next_delta(alice, a_sub)
+        assert [v["text"] for v in delta.values()] == ["for alice"]
+        await no_delta(bob, b_sub)
+        await bob.call("write_secret", "for bob")
+        assert [v["text"] for v in (await next_delta(bob, b_sub)).values()] == ["for bob"]
+        await no_delta(alice, a_sub)
+    finally:
+        for c in (alice, bob, anon):
+            await c.close()
+
+
+async def test_release_mode_closes_on_unknown_components(server):
+    client = await connect(server)
+    with pytest.raises(ConnectionClosed):
+        await client.subscribe_range("Nope", "id", 0, 1)
+    await client.close()
+
+
+async def test_debug_mode_answers_bad_subs_and_enforces_caps(debug_server):
+    client = await connect(debug_server)
+    try:
+        assert await client.subscribe_range("Nope", "id", 0, 1) == ("fail", [
+            {"id": 0, "info": "DEBUG MODE: server rejected the request."}])
+        ids = [await client.call("post", 300, n) for n in range(3)]
+        assert (await client.subscribe_get("Board", "id", ids[0]))[0] is not None
+        assert (await client.subscribe_get("Board", "id", ids[1]))[0] is not None
+        # over MAX_ROW_SUBSCRIPTION=2: the reply, then an extra BAD_SUBS frame (which the
+        # next request in flight receives, as the protocol matches replies by order)
+        (sub_id, _), extra = await asyncio.gather(
+            client.subscribe_get("Board", "id", ids[2]), client.send(["rpc", "login", 1])
+        )
+        assert sub_id is not None
+        assert extra == ["sub", "fail", [{"id": 0, "info": "DEBUG MODE: server rejected the request."}]]
+    finally:
+        await client.close()
+
+
+async def test_thousand_subscribers_all_receive_an_insert(server):
+    clients = [await connect(server) for _ in range(20)]
+    try:
+        subs = []
+        for client in clients:
+            for n in range(50):
+                sub_id, _ = await client.subscribe_range("Board", "owner", 400, 400 + n, 1000)
+                subs.append((client, sub_id))
+        row_id = await clients[0].call("post", 400, 1, "all")
+        got = 0
+        for client in clients:
+            seen = set()
+            while len(seen) < 50:
+                item = await client.next_update(5)
+                assert item is not None
+                if row_id in item[1]:
+                    seen.add(item[0])
+            got += len(seen)
+        assert got == 1000
+    finally:
+        for client in clients:
+            await client.close()
+
+
+async def test_writes_through_one_server_process_reach_subscribers_of_another(tmp_path):
+    db = f"sqlite:///{tmp_path / 'shared.db'}"
+    first = ServerProcess(tmp_path, db)
+    second = ServerProcess(tmp_path, db)
+    try:
+        reader = await connect(first)
+        writer = await connect(second)
+        sub_id, _ = await reader.subscribe_range("Board", "owner", 500, 500, 10)
+        row_id = await writer.call("post", 500, 1, "cross")
+        await next_delta(reader, sub_id, has(row_id, note="cross"))
+        await reader.close()
+        await writer.close()
+        assert "worker id 0" in first.logs() and "worker id 1" in second.logs()
+    finally:
+        first.stop()
+        second.stop()
+
+
+async def test_two_workers_lease_distinct_ids_and_share_pushes(tmp_path):
+    srv = ServerProcess(tmp_path, f"sqlite:///{tmp_path / 'w.db'}", workers=2)
+    try:
+        logs = srv.logs()
+        assert "worker id 0" in logs and "worker id 1" in logs
+        clients = [await connect(srv) for _ in range(6)]
+        subs = [(c, (await c.subscribe_range("Board", "owner", 600, 600, 10))[0]) for c in clients]
+        row_id = await clients[0].call("post", 600, 1, "w")
+        for client, sub_id in subs:
+            await next_delta(client, sub_id, has(row_id, note="w"))
+        for client in clients:
+            await client.close()
+    finally:
+        srv.stop()
