@@ -19,11 +19,12 @@ AUTH_KEY = "password123"
 
 
 class ServerProcess:
-    def __init__(self, tmp: Path, db: str, debug: bool = False, workers: int = 1, **config) -> None:
+    def __init__(self, tmp: Path, db: str, debug: bool = False, workers: int = 1,
+                 app: Path = APP, namespace: str = "pytest_srv", **config) -> None:
         self.port = free_port()
         self.url = f"ws://127.0.0.1:{self.port}/hetu/test"
         cfg = {
-            "APP_FILE": str(APP), "NAMESPACE": "pytest_srv", "INSTANCES": ["test"],
+            "APP_FILE": str(app), "NAMESPACE": namespace, "INSTANCES": ["test"],
             "DEBUG": 1 if debug else 0, "LISTEN": f"127.0.0.1:{self.port}", "WORKER_NUM": workers,
             "BACKENDS": {"default": {"master": db}},
             "PACKET_LAYERS": [{"type": "jsonb"}, {"type": "zlib", "level": 1},

@@ -86,3 +86,12 @@ async def on_disconnect(ctx):
     if ctx.caller:
         async with ctx.repo[Goodbye].upsert(owner=ctx.caller) as row:
             row.count += 1
+
+
+@hetu.define_system(namespace=NS, components=(Secret,), permission=hetu.Permission.USER, force=True)
+async def give_secret(ctx, text: str, new_owner: int):
+    rows = await ctx.repo[Secret].range("owner", ctx.caller, ctx.caller, limit=-1)
+    for row in rows:
+        if row.text == text:
+            row.owner = new_owner
+            await ctx.repo[Secret].update(row)

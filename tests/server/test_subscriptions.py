@@ -238,3 +238,21 @@ async def test_two_workers_lease_distinct_ids_and_share_pushes(tmp_path):
             await client.close()
     finally:
         srv.stop()
+
+
+async def test_owner_permission_lost_and_gained_on_push(server):
+    alice, bob = await connect(server), await connect(server)
+    try:
+        await alice.call("login", 211)
+        await bob.call("login", 212)
+        a_sub, _ = await alice.subscribe_range("Secret", "owner", 0, BIG, 100)
+        b_sub, _ = await bob.subscribe_range("Secret", "owner", 0, BIG, 100)
+        await alice.call("write_secret", "gift")
+        delta = await next_delta(alice, a_sub)
+        (row_id,) = delta
+        await alice.call("give_secret", "gift", 212)
+        assert await next_delta(alice, a_sub, gone(row_id)) == {row_id: None}  # lost
+        await next_delta(bob, b_sub, has(row_id, owner=212, text="gift"))  # gained
+    finally:
+        await alice.close()
+        await bob.close()

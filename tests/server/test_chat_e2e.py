@@ -1,0 +1,63 @@
+"""The tutorial's chat, end to end: two clients over real sockets (wire-protocol §9.2 A)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hetu.client import ConnectionClosed, HeTuClient
+from tests.server.conftest import AUTH_KEY, ServerProcess
+from tests.server.test_subscriptions import next_delta
+
+CHAT_APP = Path(__file__).parents[2] / "examples" / "chat" / "server" / "src" / "app.py"
+BIG = 2**63 - 1
+
+
+@pytest.fixture(scope="module")
+def chat_server(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("chat")
+    srv = ServerProcess(tmp, f"sqlite:///{tmp / 'chat.db'}", app=CHAT_APP, namespace="Chat")
+    yield srv
+    srv.stop()
+
+
+async def test_two_users_chat_and_see_presence(chat_server):
+    alice = await HeTuClient.connect(chat_server.url, auth_key=AUTH_KEY)
+    bob = await HeTuClient.connect(chat_server.url, auth_key=AUTH_KEY)
+    try:
+        assert await alice.call("user_login", 1001, "alice") == "ok"
+        users_sub, users = await alice.subscribe_range("OnlineUser", "owner", 0, BIG, 512)
+        assert users_sub == f"OnlineUser.owner[0:{BIG}:1][:512]"
+        assert [(u["name"], u["online"]) for u in users] == [("alice", 1)]
+        msgs_sub, msgs = await alice.subscribe_range("ChatMessage", "id", 0, BIG, 1024)
+        assert [m["text"] for m in msgs] == ["alice joined the chat"]
+
+        assert await alice.call("user_chat", "hello") == "ok"
+        delta = await next_delta(alice, msgs_sub, lambda d: any(v and v["text"] == "hello" for v in d.values()))
+        (row,) = [v for v in delta.values() if v and v["text"] == "hello"]
+        assert (row["kind"], row["name"], row["owner"]) == ("chat", "alice", 1001)
+
+        await bob.call("user_login", 1002, "bob")
+        await next_delta(alice, users_sub, lambda d: any(v and v["name"] == "bob" for v in d.values()))
+        await next_delta(alice, msgs_sub, lambda d: any(v and v["text"] == "bob joined the chat" for v in d.values()))
+
+        await bob.close()
+        await next_delta(alice, users_sub, lambda d: any(v and v["name"] == "bob" and v["online"] == 0 for v in d.values()))
+        await next_delta(alice, msgs_sub, lambda d: any(v and v["text"] == "bob left the chat" for v in d.values()))
+    finally:
+        await alice.close()
+
+
+async def test_chat_before_login_closes_the_connection(chat_server):
+    client = await HeTuClient.connect(chat_server.url, auth_key=AUTH_KEY)
+    with pytest.raises(ConnectionClosed):
+        await client.call("user_chat", "x")
+    await client.close()
+
+
+async def test_login_with_a_missing_argument_closes_the_connection(chat_server):
+    client = await HeTuClient.connect(chat_server.url, auth_key=AUTH_KEY)
+    with pytest.raises(ConnectionClosed):
+        await client.call("user_login", 1001)
+    await client.close()
