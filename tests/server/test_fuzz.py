@@ -13,7 +13,7 @@ from hetu.client import HeTuClient, default_pipeline
 from tests.server.conftest import AUTH_KEY
 
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(-(2**64), 2**64 - 1), st.floats(allow_nan=True),
+    st.none(), st.booleans(), st.integers(-(2**63), 2**64 - 1), st.floats(allow_nan=True),
     st.text(max_size=40), st.binary(max_size=40),
 )
 values = st.recursive(scalars, lambda kids: st.lists(kids, max_size=5) | st.dictionaries(st.text(max_size=8), kids, max_size=5), max_leaves=20)
