@@ -10,6 +10,8 @@ above this module knows which engine it runs on.
 from __future__ import annotations
 
 import abc
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -152,7 +154,15 @@ class BackendClient(abc.ABC):
 
 
 class ChangeFeed(abc.ABC):
-    """Receives :class:`ChangeEvent` s for the channels it subscribed to."""
+    """Receives :class:`ChangeEvent` s for the channels it subscribed to.
+
+    Implementations run one background task that puts events into ``self._queue``.
+    """
+
+    def __init__(self) -> None:
+        self._queue: asyncio.Queue[ChangeEvent] = asyncio.Queue()
+        self._task: asyncio.Task | None = None
+        self._closed = False
 
     @abc.abstractmethod
     async def subscribe(self, channel: str) -> None:
@@ -161,9 +171,20 @@ class ChangeFeed(abc.ABC):
     @abc.abstractmethod
     async def unsubscribe(self, channel: str) -> None: ...
 
-    @abc.abstractmethod
     async def get(self, timeout: float | None = None) -> ChangeEvent | None:
         """The next event, or None after ``timeout`` seconds."""
+        if self._task is not None and self._task.done() and self._queue.empty():
+            self._task.result()  # surface the background task's failure
+        try:
+            return await asyncio.wait_for(self._queue.get(), timeout)
+        except TimeoutError:
+            return None
+
+    async def _stop_task(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
 
     @abc.abstractmethod
     async def close(self) -> None: ...

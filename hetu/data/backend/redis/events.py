@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import redis.asyncio as aioredis
 
@@ -20,11 +19,9 @@ class RedisChangeFeed(ChangeFeed):
     """
 
     def __init__(self, r: aioredis.Redis) -> None:
+        super().__init__()
         self._pubsub = r.pubsub()
-        self._queue: asyncio.Queue[ChangeEvent] = asyncio.Queue()
         self._confirm: dict[bytes, list[asyncio.Future]] = {}
-        self._reader: asyncio.Task | None = None
-        self._closed = False
 
     async def subscribe(self, channel: str) -> None:
         if self._closed:
@@ -33,8 +30,8 @@ class RedisChangeFeed(ChangeFeed):
         done = asyncio.get_running_loop().create_future()
         self._confirm.setdefault(key, []).append(done)
         await self._pubsub.subscribe(channel)
-        if self._reader is None:
-            self._reader = asyncio.create_task(self._read(), name="hetu-redis-change-feed")
+        if self._task is None:
+            self._task = asyncio.create_task(self._read(), name="hetu-redis-change-feed")
         await asyncio.wait_for(done, SUBSCRIBE_TIMEOUT)
 
     async def unsubscribe(self, channel: str) -> None:
@@ -55,20 +52,9 @@ class RedisChangeFeed(ChangeFeed):
                     if not fut.done():
                         fut.set_result(None)
 
-    async def get(self, timeout: float | None = None) -> ChangeEvent | None:
-        if self._reader is not None and self._reader.done() and self._queue.empty():
-            self._reader.result()  # surface the reader's failure
-        try:
-            return await asyncio.wait_for(self._queue.get(), timeout)
-        except TimeoutError:
-            return None
-
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._reader
+        await self._stop_task()
         await self._pubsub.aclose()

@@ -34,15 +34,13 @@ def notify_local(path: str) -> None:
 
 class SQLiteChangeFeed(ChangeFeed):
     def __init__(self, path: str) -> None:
+        super().__init__()
         self.path = path
         self._conn = ThreadConnection(path, "feed")
         self._channels: set[str] = set()
-        self._queue: asyncio.Queue[ChangeEvent] = asyncio.Queue()
         self._cursor: int | None = None
-        self._poller: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wakeup = asyncio.Event()
-        self._closed = False
         with _registry_lock:
             _local_feeds.setdefault(path, weakref.WeakSet()).add(self)
 
@@ -59,9 +57,9 @@ class SQLiteChangeFeed(ChangeFeed):
                 lambda c: c.execute(f"SELECT COALESCE(MAX(id), 0) FROM {CHANGES_TABLE}").fetchone()[0]
             )
         self._channels.add(channel)
-        if self._poller is None:
+        if self._task is None:
             self._loop = asyncio.get_running_loop()
-            self._poller = asyncio.create_task(self._poll(), name="hetu-sqlite-change-feed")
+            self._task = asyncio.create_task(self._poll(), name="hetu-sqlite-change-feed")
 
     async def unsubscribe(self, channel: str) -> None:
         self._channels.discard(channel)
@@ -97,24 +95,11 @@ class SQLiteChangeFeed(ChangeFeed):
             except TimeoutError:
                 pass
 
-    async def get(self, timeout: float | None = None) -> ChangeEvent | None:
-        if self._poller is not None and self._poller.done() and self._queue.empty():
-            self._poller.result()  # surface the poller's failure
-        try:
-            return await asyncio.wait_for(self._queue.get(), timeout)
-        except TimeoutError:
-            return None
-
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        if self._poller is not None:
-            self._poller.cancel()
-            try:
-                await self._poller
-            except (asyncio.CancelledError, Exception):
-                pass
+        await self._stop_task()
         self._conn.close()
         with _registry_lock:
             feeds = _local_feeds.get(self.path)
