@@ -15,6 +15,7 @@ from typing import Any
 
 import hetu
 
+from ..common.tasks import cancel_and_wait
 from ..endpoint.executor import EndpointExecutor
 from ..endpoint.response import RejectResponse, ResponseToClient
 from ..system.caller import SystemCaller
@@ -144,8 +145,7 @@ class ClientConnection:
             await self._send_loop()
         finally:
             self.state = ConnState.CLOSING
-            receiver.cancel()
-            await asyncio.gather(receiver, return_exceptions=True)
+            await cancel_and_wait(receiver)
             await self._cleanup()
             self.state = ConnState.CLOSED
             replay.info("[Closed] %s", ctx)

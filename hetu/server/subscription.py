@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..common.permission import Permission
+from ..common.tasks import cancel_and_wait
 from ..data.backend.base import ChangeEvent
 from ..data.backend.bounds import normalize_bounds
 
@@ -72,8 +73,7 @@ class SubscriptionBroker:
 
     async def close(self) -> None:
         if self._pump is not None:
-            self._pump.cancel()
-            await asyncio.gather(self._pump, return_exceptions=True)
+            await cancel_and_wait(self._pump)
         if self.feed is not None:
             await self.feed.close()
 
@@ -285,8 +285,8 @@ class ConnectionSubscriptions:
         self.subs.pop(sub_id, None)
 
     async def close(self) -> None:
-        if self._flusher is not None:
-            self._flusher.cancel()
+        if self._flusher is not None and self._flusher is not asyncio.current_task():
+            await cancel_and_wait(self._flusher)
         self.subs.clear()
         channels, self.channels = self.channels, {}
         for channel, table in channels.items():

@@ -20,6 +20,7 @@ from sanic import Sanic, response
 
 import hetu
 
+from ..common.tasks import cancel_and_wait
 from ..data.backend import Backend, SchemaMismatch
 from ..data.backend.worker_keeper import WorkerKeeper, WorkerLease
 from ..endpoint import connection as connection_module
@@ -173,9 +174,7 @@ async def worker_start(app: Sanic) -> None:
 
 async def worker_stop(app: Sanic) -> None:
     state: ServerState = app.ctx.hetu
-    for task in state.tasks:
-        task.cancel()
-    await asyncio.gather(*state.tasks, return_exceptions=True)
+    await asyncio.gather(*(cancel_and_wait(task) for task in state.tasks))
     for broker in state.brokers.values():
         await broker.close()
     if state.worker_keeper is not None:

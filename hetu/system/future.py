@@ -25,6 +25,7 @@ import warnings
 import numpy as np
 
 from ..common.permission import Permission
+from ..common.tasks import cancel_requested
 from ..data.backend.errors import RaceCondition
 from ..data.component import BaseComponent, define_component, property_field
 from .caller import SystemCaller
@@ -247,6 +248,8 @@ class FutureCallRunner:
             except asyncio.CancelledError:
                 raise
             except Exception:
+                if cancel_requested():  # a client library swallowed the cancellation
+                    raise asyncio.CancelledError from None
                 logger.exception("the future call loop failed; continuing")
                 await asyncio.sleep(1)
 

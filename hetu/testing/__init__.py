@@ -28,6 +28,7 @@ import msgpack
 import numpy as np
 
 from ..common.snowflake_id import SnowflakeID
+from ..common.tasks import cancel_and_wait
 from ..data.backend import Backend
 from ..data.component import BaseComponent, ComponentDefines
 from ..endpoint.connection import elevate
@@ -284,9 +285,7 @@ class Sandbox:
 
     async def aclose(self) -> None:
         if self._scheduler is not None:
-            self._scheduler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._scheduler
+            await cancel_and_wait(self._scheduler)
             self._scheduler = None
         await self.backend.close()
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import abc
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from ...common.tasks import cancel_and_wait
 from .table import TableReference
 
 
@@ -181,10 +181,7 @@ class ChangeFeed(abc.ABC):
             return None
 
     async def _stop_task(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+        await cancel_and_wait(self._task)
 
     @abc.abstractmethod
     async def close(self) -> None: ...

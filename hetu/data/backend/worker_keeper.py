@@ -19,6 +19,7 @@ import numpy as np
 
 from ...common.permission import Permission
 from ...common.snowflake_id import MAX_WORKER_ID, SnowflakeID, now_ms
+from ...common.tasks import cancel_and_wait, cancel_requested
 from ..component import BaseComponent, define_component, property_field
 from . import Backend
 from .errors import RaceCondition
@@ -137,11 +138,7 @@ class WorkerKeeper:
     async def stop(self) -> None:
         if self._task is not None:
             task, self._task = self._task, None
-            task.cancel()
-            try:
-                await task
-            except (asyncio.CancelledError, LeaseLost):
-                pass
+            await cancel_and_wait(task)
 
     async def _keep_alive(self, interval: float) -> None:
         while True:
@@ -152,4 +149,6 @@ class WorkerKeeper:
                 logger.critical("worker id lease lost: %s", self.node_id)
                 raise
             except Exception:  # the database is unreachable: keep trying
+                if cancel_requested():  # the client library swallowed our stop()
+                    raise asyncio.CancelledError from None
                 logger.exception("renewing the worker id lease failed; retrying")
