@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import shutil
 import socket
@@ -85,7 +86,17 @@ def redis_server(flavor: str) -> RedisServer:
     return _servers[flavor]
 
 
+SUITE_WATCHDOG_SECONDS = 25 * 60  # the suite takes well under 10 minutes
+
+
+def pytest_configure(config):
+    """Last line of defence against a hang that pytest-timeout cannot see (e.g. in an
+    event loop's shutdown): dump every thread's stack and exit non-zero."""
+    faulthandler.dump_traceback_later(SUITE_WATCHDOG_SECONDS, exit=True)
+
+
 def pytest_sessionfinish(session, exitstatus):
+    faulthandler.cancel_dump_traceback_later()
     for server in _servers.values():
         server.stop()
     _servers.clear()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 
 import pytest
 
@@ -100,3 +101,17 @@ async def test_background_renewal_runs_until_stopped(leases):
     await asyncio.sleep(0.15)
     await a.stop()
     assert (await lease_row(leases, 0)).expires_at > first
+
+
+
+async def test_stop_always_returns_even_when_cancelled_mid_request(leases):
+    """Regression: redis-py can swallow the cancellation of stop() in the middle of a
+    request, and the renewal loop then ran forever (it hung CI). Stop at random points."""
+    rng = random.Random(7)
+    for i in range(150):
+        k = keeper(leases, f"n{i}")
+        await k.acquire()
+        k.start(interval=0.0005)
+        await asyncio.sleep(rng.random() * 0.005)
+        await asyncio.wait_for(k.stop(), 10)
+        await k.release()

@@ -54,6 +54,11 @@ class RedisBackendClient(BackendClient):
     def __init__(self, url: str, is_servant: bool = False, **options: Any) -> None:
         self.url = url
         self.is_servant = is_servant
+        # No read/write timeout by default: redis-py enforces it with asyncio.wait_for,
+        # which on Python 3.11 can lose a cancellation (a stopped task then hangs).
+        # Dead peers are found by TCP keepalive instead. Both can be set in the URL.
+        options.setdefault("socket_timeout", None)
+        options.setdefault("socket_keepalive", True)
         self._options = options
         self._redis: aioredis.Redis | None = aioredis.Redis.from_url(url, **options)
         self._codecs: dict[type, RowCodec] = {}
