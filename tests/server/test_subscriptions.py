@@ -182,6 +182,45 @@ async def test_debug_mode_answers_bad_subs_and_enforces_caps(debug_server):
         await client.close()
 
 
+@pytest.fixture(scope="module")
+def capped_server(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("srvcap")
+    srv = ServerProcess(tmp, f"sqlite:///{tmp / 'srv.db'}", MAX_ROW_SUBSCRIPTION=2, MAX_INDEX_SUBSCRIPTION=1)
+    yield srv
+    srv.stop()
+
+
+async def test_release_mode_closes_a_connection_over_its_row_subscription_cap(capped_server):
+    client, bystander = await connect(capped_server), await connect(capped_server)
+    try:
+        ids = [await client.call("post", 310, n) for n in range(3)]
+        watched, _ = await bystander.subscribe_get("Board", "id", ids[0])
+        for row_id in ids[:2]:
+            assert (await client.subscribe_get("Board", "id", row_id))[0] is not None
+        with pytest.raises(ConnectionClosed):  # the third is one over MAX_ROW_SUBSCRIPTION=2
+            await client.subscribe_get("Board", "id", ids[2])
+            await client.call("post", 310, 9)  # the reply may come before the close
+        # the others keep being served, and see writes
+        assert await bystander.call("post", 311, 1) > 0
+        assert "exceeded its subscription caps" in capped_server.logs()
+    finally:
+        await client.close()
+        await bystander.close()
+
+
+async def test_release_mode_closes_a_connection_over_its_range_subscription_cap(capped_server):
+    client = await connect(capped_server)
+    try:
+        assert (await client.subscribe_range("Board", "owner", 0, 10, 5))[0] is not None
+        # the same range again returns the existing id and does not count twice
+        assert (await client.subscribe_range("Board", "owner", 0, 10, 5))[0] is not None
+        with pytest.raises(ConnectionClosed):  # a second range: over MAX_INDEX_SUBSCRIPTION=1
+            await client.subscribe_range("Board", "owner", 20, 30, 5)
+            await client.call("post", 312, 1)
+    finally:
+        await client.close()
+
+
 async def test_thousand_subscribers_all_receive_an_insert(server):
     clients = [await connect(server) for _ in range(20)]
     try:
