@@ -6,8 +6,10 @@ import asyncio
 import time
 
 import pytest
+import redis
 
 from hetu.client import ConnectionClosed, HeTuClient
+from tests.conftest import redis_server
 from tests.server.conftest import AUTH_KEY, ServerProcess
 
 BIG = 2**63 - 1
@@ -245,8 +247,18 @@ async def test_thousand_subscribers_all_receive_an_insert(server):
             await client.close()
 
 
-async def test_writes_through_one_server_process_reach_subscribers_of_another(tmp_path):
-    db = f"sqlite:///{tmp_path / 'shared.db'}"
+@pytest.fixture(params=["sqlite", "redis"])
+def shared_db(request, tmp_path):
+    """One database for several server processes: a SQLite file or a Redis server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'shared.db'}"
+    url = redis_server("redis").url()
+    redis.Redis.from_url(url).flushdb()
+    return url
+
+
+async def test_writes_through_one_server_process_reach_subscribers_of_another(tmp_path, shared_db):
+    db = shared_db
     first = ServerProcess(tmp_path, db)
     second = ServerProcess(tmp_path, db)
     try:
@@ -263,8 +275,8 @@ async def test_writes_through_one_server_process_reach_subscribers_of_another(tm
         second.stop()
 
 
-async def test_two_workers_lease_distinct_ids_and_share_pushes(tmp_path):
-    srv = ServerProcess(tmp_path, f"sqlite:///{tmp_path / 'w.db'}", workers=2)
+async def test_two_workers_lease_distinct_ids_and_share_pushes(tmp_path, shared_db):
+    srv = ServerProcess(tmp_path, shared_db, workers=2)
     try:
         logs = srv.logs()
         assert "worker id 0" in logs and "worker id 1" in logs
