@@ -20,8 +20,9 @@ AUTH_KEY = "password123"
 
 class ServerProcess:
     def __init__(self, tmp: Path, db: str, debug: bool = False, workers: int = 1,
-                 app: Path = APP, namespace: str = "pytest_srv", **config) -> None:
-        self.port = free_port()
+                 app: Path = APP, namespace: str = "pytest_srv", port: int | None = None,
+                 **config) -> None:
+        self.port = port or free_port()
         self.url = f"ws://127.0.0.1:{self.port}/hetu/test"
         cfg = {
             "APP_FILE": str(app), "NAMESPACE": namespace, "INSTANCES": ["test"],
