@@ -15,8 +15,10 @@ def cli() -> None:
 
 def _register() -> None:
     from .cli.start import start
+    from .cli.upgrade import upgrade
 
     cli.add_command(start)
+    cli.add_command(upgrade)
 
 
 def main() -> None:
