@@ -14,11 +14,15 @@ def cli() -> None:
 
 
 def _register() -> None:
+    from .cli.build import build
+    from .cli.init import init
     from .cli.start import start
     from .cli.upgrade import upgrade
 
     cli.add_command(start)
     cli.add_command(upgrade)
+    cli.add_command(build)
+    cli.add_command(init)
 
 
 def main() -> None:
