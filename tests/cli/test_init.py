@@ -84,6 +84,14 @@ def test_init_writes_a_project_named_after_its_directory(runner, tmp_path):
     assert "hetu.db*" in (tmp_path / "my-game" / ".gitignore").read_text().splitlines()
 
 
+def test_the_config_template_documents_the_same_keys_as_the_repository_template(runner, tmp_path):
+    documented = REPO / "config.yml"  # the template `hetu start` users copy
+    if not documented.is_file():
+        pytest.skip("no config.yml template at the repository root")
+    init(runner, str(tmp_path / "keys"))
+    assert set(load_config(str(tmp_path / "keys" / "config.yml"))) == set(load_config(str(documented)))
+
+
 def test_the_generated_python_compiles(runner, tmp_path):
     init(runner, str(tmp_path / "quest"))
     for path in (tmp_path / "quest" / "src").rglob("*.py"):
