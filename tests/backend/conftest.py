@@ -8,7 +8,7 @@ import redis
 
 import hetu
 from hetu.data.backend import Backend, TableReference
-from tests.conftest import BACKEND_KINDS, redis_server
+from tests.conftest import BACKEND_KINDS, postgres_server, redis_server
 
 INSTANCE = "pytest"
 
@@ -45,6 +45,8 @@ class Counter(hetu.BaseComponent):
 async def open_backend(kind: str, sqlite_url: str) -> Backend:
     if kind == "sqlite":
         backend = Backend.from_url(sqlite_url)
+    elif kind == "postgres":
+        backend = Backend.from_url(await postgres_server().fresh_schema_url())
     else:
         url = redis_server(kind).url()
         redis.Redis.from_url(url).flushdb()

@@ -1,9 +1,10 @@
-"""Storage backends: Redis (production) and SQLite (the embedded default).
+"""Storage backends: Redis (production), PostgreSQL, and SQLite (the embedded default).
 
 ``Backend`` groups one master client (all writes) with optional read replicas
 (``servants``)::
 
-    backend = Backend.from_url("redis://127.0.0.1:6379/0")   # or "sqlite:///./game.db"
+    # or "postgresql://user:password@host:5432/dbname", or "sqlite:///./game.db"
+    backend = Backend.from_url("redis://127.0.0.1:6379/0")
     await backend.open()
     async with backend.session("dev", 0) as session:
         ...
@@ -34,34 +35,51 @@ from .table import TableReference
 
 REDIS_SCHEMES = ("redis", "rediss", "valkey", "valkeys", "unix")
 SQLITE_SCHEMES = ("sqlite",)
+POSTGRES_SCHEMES = ("postgresql", "postgres")
 
 
 def backend_type_of_url(url: str) -> str:
-    """``"redis"`` or ``"sqlite"`` from a database URL (``ValueError`` otherwise)."""
+    """``"redis"``, ``"postgres"`` or ``"sqlite"`` from a database URL (``ValueError`` otherwise)."""
     scheme = urlparse(url).scheme.lower()
     if scheme in REDIS_SCHEMES:
         return "redis"
+    if scheme in POSTGRES_SCHEMES:
+        return "postgres"
     if scheme in SQLITE_SCHEMES:
         return "sqlite"
     raise ValueError(
-        f"unsupported database URL {url!r}: use redis://host:port/db or sqlite:///path/to/file.db"
+        f"unsupported database URL {url!r}: use redis://host:port/db, "
+        f"postgresql://user:password@host:port/dbname or sqlite:///path/to/file.db"
     )
 
 
 def create_client(kind: str, url: str, is_servant: bool = False, **options: Any) -> BackendClient:
-    """A backend client of ``kind`` (``redis`` or ``sqlite``; ``sql`` means sqlite)."""
+    """A backend client of ``kind``: ``redis``, ``postgres`` or ``sqlite``.
+
+    ``sql`` (HeTu's name for its SQL backends) picks PostgreSQL or SQLite by the URL.
+    """
     kind = kind.lower()
+    if kind == "sql":
+        kind = backend_type_of_url(url)
+        if kind == "redis":
+            raise ValueError(f"backend type 'sql' needs a postgresql:// or sqlite:/// URL, got {url!r}")
     if kind == "redis":
         from .redis import RedisBackendClient
 
         return RedisBackendClient(url, is_servant=is_servant, **options)
-    if kind in ("sqlite", "sql"):
+    if kind in ("postgres", "postgresql"):
+        if backend_type_of_url(url) != "postgres":
+            raise ValueError(f"backend type {kind!r} supports postgresql:// URLs only, got {url!r}")
+        from .postgres import PostgresBackendClient
+
+        return PostgresBackendClient(url, is_servant=is_servant, **options)
+    if kind == "sqlite":
         if backend_type_of_url(url) != "sqlite":
             raise ValueError(f"backend type {kind!r} supports sqlite:/// URLs only, got {url!r}")
         from .sqlite import SQLiteBackendClient
 
         return SQLiteBackendClient(url, is_servant=is_servant, **options)
-    raise ValueError(f"unknown backend type {kind!r}: use Redis or SQLite")
+    raise ValueError(f"unknown backend type {kind!r}: use Redis, PostgreSQL or SQLite")
 
 
 class Backend:

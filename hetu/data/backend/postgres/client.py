@@ -1,0 +1,325 @@
+"""PostgreSQL backend client: asyncpg pool, row-locking commits, NOTIFY change events."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from typing import Any
+from urllib.parse import urlparse
+
+import asyncpg
+import numpy as np
+
+from ..base import BackendClient, Bounds, ChangeFeed, TableMaintenance, TableWrites, WriteSet
+from ..errors import RaceCondition
+from ..table import TableReference
+from . import events
+from .schema import (
+    DDL_LOCK_KEY,
+    SUPPORT_TABLES,
+    TABLES_TABLE,
+    PGRowCodec,
+    create_table_sql,
+    index_name,
+    quote,
+    short_name,
+    table_name,
+    unique_constraints,
+)
+
+SCHEMES = ("postgresql", "postgres")
+POOL_MIN_SIZE = 1
+POOL_MAX_SIZE = 10
+CLOSE_TIMEOUT = 10.0
+
+
+def check_url(url: str) -> str:
+    if urlparse(url).scheme.lower() not in SCHEMES:
+        raise ValueError(f"not a PostgreSQL URL: {url!r} (use postgresql://user:password@host:port/dbname)")
+    return url
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Pool connections carry no session state (no LISTEN, no SET), so releasing one
+    needs no reset query: this saves a round trip per operation."""
+
+
+def _pool_extras() -> dict[str, Any]:
+    if "reset" in inspect.signature(asyncpg.create_pool).parameters:  # asyncpg >= 0.30
+        return {"reset": _keep_session}
+    return {}
+
+
+async def create_support_tables(conn: asyncpg.Connection) -> None:
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", DDL_LOCK_KEY)
+        for stmt in SUPPORT_TABLES:
+            await conn.execute(stmt)
+
+
+async def create_component_table(conn: asyncpg.Connection, ref: TableReference) -> None:
+    """Create the table of ``ref`` if missing and register it; call inside a transaction."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", DDL_LOCK_KEY)
+    for stmt in create_table_sql(ref):
+        await conn.execute(stmt)
+    comp = ref.comp_cls
+    await conn.execute(
+        f"INSERT INTO {TABLES_TABLE} (table_name, instance_name, namespace, comp_name, cluster_id) "
+        f"VALUES ($1, $2, $3, $4, $5) ON CONFLICT (table_name) DO NOTHING",
+        table_name(ref), ref.instance_name, comp.namespace_, comp.name_, ref.cluster_id,
+    )
+
+
+class PostgresBackendClient(BackendClient):
+    """One PostgreSQL database: the master, or a read-only hot standby (``is_servant``).
+
+    Options: ``min_size``/``max_size`` of the connection pool; anything else is passed
+    to ``asyncpg.connect`` (``ssl``, ``server_settings``, ``command_timeout``...).
+    """
+
+    def __init__(self, url: str, is_servant: bool = False, **options: Any) -> None:
+        self.url = check_url(url)
+        self.is_servant = is_servant
+        self._min_size = int(options.pop("min_size", POOL_MIN_SIZE))
+        self._max_size = int(options.pop("max_size", POOL_MAX_SIZE))
+        self._connect_options = options
+        self._pool: asyncpg.Pool | None = None
+        self._codecs: dict[type, PGRowCodec] = {}
+        self._closed = False
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._closed:
+            raise ConnectionError(f"the PostgreSQL backend {self._safe_url()} is closed")
+        if self._pool is not None:
+            return
+        try:
+            pool = await asyncpg.create_pool(
+                self.url, min_size=self._min_size, max_size=self._max_size,
+                **_pool_extras(), **self._connect_options,
+            )
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise ConnectionError(f"cannot connect to PostgreSQL at {self._safe_url()}: {exc}") from exc
+        if not self.is_servant:  # a hot standby is read-only; the master creates them
+            async with pool.acquire() as conn:
+                await create_support_tables(conn)
+        self._pool = pool
+
+    async def close(self) -> None:
+        self._closed = True
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            try:
+                async with asyncio.timeout(CLOSE_TIMEOUT):
+                    await pool.close()
+            except Exception:  # a connection is still busy or did not close cleanly
+                pool.terminate()
+
+    def _safe_url(self) -> str:
+        """The URL without its password (for messages)."""
+        parsed = urlparse(self.url)
+        if parsed.password is None:
+            return self.url
+        return self.url.replace(f":{parsed.password}@", ":***@", 1)
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._closed:
+            raise ConnectionError(f"the PostgreSQL backend {self._safe_url()} is closed")
+        if self._pool is None:
+            raise ConnectionError(
+                f"the PostgreSQL backend {self._safe_url()} is not open: await backend.open() first"
+            )
+        return self._pool
+
+    def codec(self, comp) -> PGRowCodec:
+        codec = self._codecs.get(comp)
+        if codec is None:
+            codec = self._codecs[comp] = PGRowCodec(comp)
+        return codec
+
+    # -- reads ----------------------------------------------------------------------------
+
+    async def _fetch(self, sql: str, *params: Any) -> list | None:
+        """Rows of a read; None when the table does not exist (yet)."""
+        try:
+            return await self.pool.fetch(sql, *params)
+        except asyncpg.UndefinedTableError:
+            return None
+
+    async def get(self, ref: TableReference, row_id: int) -> np.record | None:
+        codec = self.codec(ref.comp_cls)
+        sql = f"SELECT {codec.select_list} FROM {quote(table_name(ref))} WHERE {codec.columns['id']} = $1"
+        rows = await self._fetch(sql, int(row_id))
+        return codec.decode_many(rows)[0] if rows else None
+
+    def _range_sql(self, ref, index, bounds: Bounds, limit, desc, columns) -> tuple[str, list]:
+        codec = self.codec(ref.comp_cls)
+        col, id_col = codec.columns[index], codec.columns["id"]
+        order = "DESC" if desc else "ASC"
+        sql = (
+            f"SELECT {columns} FROM {quote(table_name(ref))} "
+            f"WHERE {col} {'>=' if bounds.low_inclusive else '>'} $1 "
+            f"AND {col} {'<=' if bounds.high_inclusive else '<'} $2 "
+            f"ORDER BY {col} {order}, {id_col} {order}"
+        )
+        params = [codec.value(index, bounds.low), codec.value(index, bounds.high)]
+        if limit >= 0:
+            sql += " LIMIT $3"
+            params.append(int(limit))
+        return sql, params
+
+    async def range(self, ref, index, bounds: Bounds, limit, desc) -> np.recarray:
+        codec = self.codec(ref.comp_cls)
+        if bounds.empty or limit == 0:
+            return codec.decode_many([])
+        sql, params = self._range_sql(ref, index, bounds, limit, desc, codec.select_list)
+        return codec.decode_many(await self._fetch(sql, *params) or [])
+
+    async def range_ids(self, ref, index, bounds: Bounds, limit, desc) -> list[int]:
+        if bounds.empty or limit == 0:
+            return []
+        codec = self.codec(ref.comp_cls)
+        sql, params = self._range_sql(ref, index, bounds, limit, desc, codec.columns["id"])
+        return [r[0] for r in await self._fetch(sql, *params) or []]
+
+    async def find_unique(self, ref, values: list[tuple[str, Any]]) -> list[int | None]:
+        if not values:
+            return []
+        codec = self.codec(ref.comp_cls)
+        tname, id_col = quote(table_name(ref)), codec.columns["id"]
+        lookups = ", ".join(
+            f"(SELECT {id_col} FROM {tname} WHERE {codec.columns[f]} = ${n} LIMIT 1)"
+            for n, (f, _) in enumerate(values, 1)
+        )
+        rows = await self._fetch(f"SELECT {lookups}", *(codec.value(f, v) for f, v in values))
+        return list(rows[0]) if rows else [None] * len(values)
+
+    # -- commit -----------------------------------------------------------------------------
+
+    async def _lock_and_check(self, conn: asyncpg.Connection, tw: TableWrites) -> None:
+        """Lock every existing row the transaction touched and compare versions."""
+        expected = dict(tw.reads)
+        for old, _, _ in tw.updates:
+            expected[int(old.id)] = int(old._version)
+        for row in tw.deletes:
+            expected[int(row.id)] = int(row._version)
+        if not expected:
+            return
+        codec = self.codec(tw.ref.comp_cls)
+        id_col = codec.columns["id"]
+        # ordered locking: concurrent commits never wait on each other in a cycle
+        found = dict(await conn.fetch(
+            f"SELECT {id_col}, _version FROM {quote(table_name(tw.ref))} "
+            f"WHERE {id_col} = ANY($1::bigint[]) ORDER BY {id_col} FOR UPDATE",
+            sorted(expected),
+        ))
+        for row_id, version in expected.items():
+            now = found.get(row_id)
+            if now != version:
+                state = "deleted" if now is None else f"now {now}"
+                raise RaceCondition(
+                    f"Version mismatch on {tw.ref.comp_name} row {row_id}: read version {version}, "
+                    f"{state} (changed by another transaction)"
+                )
+
+    async def _write(self, conn: asyncpg.Connection, tw: TableWrites) -> None:
+        codec = self.codec(tw.ref.comp_cls)
+        tname = quote(table_name(tw.ref))
+        id_col = codec.columns["id"]
+        if tw.deletes:
+            await conn.execute(
+                f"DELETE FROM {tname} WHERE {id_col} = ANY($1::bigint[])", [int(r.id) for r in tw.deletes]
+            )
+        by_fields: dict[tuple[str, ...], list[list]] = {}
+        for _, new, changed in tw.updates:
+            fields = tuple(f for f in changed if f not in ("id", "_version"))
+            by_fields.setdefault(fields, []).append(codec.values(new, fields) + [int(new.id)])
+        for fields, params in by_fields.items():
+            sets = "".join(f"{codec.columns[f]} = ${n}, " for n, f in enumerate(fields, 1))
+            await conn.executemany(
+                f"UPDATE {tname} SET {sets}_version = _version + 1 WHERE {id_col} = ${len(fields) + 1}",
+                params,
+            )
+        if tw.inserts:
+            names = [n for n in codec.names if n != "_version"]
+            cols = ", ".join(codec.columns[n] for n in names)
+            marks = ", ".join(f"${n}" for n in range(1, len(names) + 1))
+            await conn.executemany(
+                f"INSERT INTO {tname} ({cols}, _version) VALUES ({marks}, 1)",
+                [codec.values(row, names) for row in tw.inserts],
+            )
+
+    async def _apply(self, conn: asyncpg.Connection, writes: WriteSet) -> None:
+        ordered = sorted(writes, key=lambda tw: table_name(tw.ref))
+        for tw in ordered:
+            await self._lock_and_check(conn, tw)
+        channels: list[str] = []
+        payloads: list[str] = []
+        for tw in writes:
+            await self._write(conn, tw)
+            if tw.is_dirty():
+                channel = self.change_channel(tw.ref)
+                for payload in events.notifications(
+                    channel, tuple(tw.touched_rows()), tuple(tw.touched_indexes())
+                ):
+                    channels.append(channel)
+                    payloads.append(payload)
+        if channels:  # delivered by the server when (and only if) the commit succeeds
+            await conn.execute(
+                "SELECT pg_notify(c, p) FROM unnest($1::text[], $2::text[]) AS n(c, p)", channels, payloads
+            )
+
+    def _unique_race(self, writes: WriteSet, exc: asyncpg.UniqueViolationError) -> RaceCondition:
+        constraint = getattr(exc, "constraint_name", None) or ""
+        for tw in writes:
+            if constraint == index_name(table_name(tw.ref), "id"):
+                return RaceCondition(
+                    f"RACE: key already exists: a {tw.ref.comp_name} row with an inserted id "
+                    f"was created by another transaction ({exc.detail or exc})"
+                )
+            field = unique_constraints(tw.ref).get(constraint)
+            if field is not None:
+                return RaceCondition(
+                    f"UNIQUE constraint violation on {tw.ref.comp_name}.{field}: the value was "
+                    f"taken by another transaction meanwhile ({exc.detail or exc})"
+                )
+        return RaceCondition(f"UNIQUE constraint violation: {exc}")
+
+    async def commit(self, writes: WriteSet) -> None:
+        if self.is_servant:
+            raise RuntimeError("cannot commit on a read replica")
+        if not writes:
+            raise ValueError("nothing to commit")
+        for attempt in range(2):
+            async with self.pool.acquire() as conn:
+                try:
+                    async with conn.transaction():
+                        await self._apply(conn, writes)
+                    return
+                except asyncpg.UniqueViolationError as exc:
+                    raise self._unique_race(writes, exc) from exc
+                except asyncpg.TransactionRollbackError as exc:  # deadlock, serialization failure
+                    raise RaceCondition(f"the commit was rolled back by PostgreSQL: {exc}") from exc
+                except asyncpg.UndefinedTableError:
+                    if attempt:
+                        raise
+                    async with conn.transaction():  # first write to a table of a new cluster id
+                        for tw in writes:
+                            await create_component_table(conn, tw.ref)
+
+    # -- events and maintenance ---------------------------------------------------------------
+
+    def change_channel(self, ref: TableReference) -> str:
+        """A valid LISTEN channel (at most 63 bytes) per instance, component and cluster."""
+        return short_name(f"{ref.instance_name}:{ref.comp_name}:{{CLU{ref.cluster_id}}}")
+
+    def change_feed(self) -> ChangeFeed:
+        self.pool  # noqa: B018 - raises when closed or not open
+        return events.PostgresChangeFeed(self.url, dict(self._connect_options))
+
+    def maintenance(self) -> TableMaintenance:
+        from .maint import PostgresTableMaintenance
+
+        return PostgresTableMaintenance(self)
