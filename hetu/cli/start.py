@@ -33,9 +33,15 @@ def config_from_flags(app_file, namespace, instance, db, port, workers, debug, a
 
 
 def load_config_file(path: str) -> dict:
+    """Read a config file; relative paths in it are taken relative to its directory."""
+    import yaml
+
     from ..common.yamlloader import load_config
 
-    config = load_config(path)
+    try:
+        config = load_config(path)
+    except (yaml.YAMLError, ValueError, OSError) as exc:
+        raise click.ClickException(f"cannot load the config file {path}: {exc}") from None
     base = os.path.dirname(os.path.abspath(path))
     app_file = config.get("APP_FILE")
     if app_file and not os.path.isabs(app_file):
@@ -57,6 +63,9 @@ def serve(config: dict) -> None:
     config.setdefault("ON_START_UUID", uuid.uuid4().hex[:16])
     host, _, port = str(config.get("LISTEN") or "0.0.0.0:2466").rpartition(":")
     workers = int(config.get("WORKER_NUM") or 1)
+    cert = config.get("CERT_CHAIN")
+    if isinstance(cert, list):
+        cert = [c for c in cert if c] or None  # the template's list may start with null
     loader = AppLoader(factory=functools.partial(create_app, config))
     app = loader.load()
     app.prepare(
@@ -67,7 +76,8 @@ def serve(config: dict) -> None:
         debug=int(config.get("DEBUG") or 0) > 1,
         access_log=bool(config.get("ACCESS_LOG")),
         motd=False,
-        ssl=config.get("CERT_CHAIN"),
+        ssl=None if cert == "auto" else cert,
+        auto_tls=cert == "auto",
     )
     if workers <= 1:
         Sanic.serve_single(primary=app)

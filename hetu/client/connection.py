@@ -55,12 +55,14 @@ class HeTuClient:
 
     @classmethod
     async def connect(
-        cls, url: str, auth_key: str | None = None, pipeline: MessagePipeline | None = None, timeout: float = 10
+        cls, url: str, auth_key: str | None = None, pipeline: MessagePipeline | None = None,
+        timeout: float = 10, ssl: Any = None,
     ) -> HeTuClient:
-        """Open ``ws://host:port/hetu/<instance>`` and do the handshake."""
+        """Open ``ws://host:port/hetu/<instance>`` (or ``wss://``, with an optional
+        ``ssl.SSLContext``) and do the handshake."""
         pipeline = pipeline or default_pipeline(auth_key)
         try:
-            ws = await websockets.connect(url, max_size=None, open_timeout=timeout)
+            ws = await websockets.connect(url, max_size=None, open_timeout=timeout, ssl=ssl)
         except (OSError, TimeoutError, websockets.InvalidHandshake) as exc:
             raise ConnectionClosed(f"cannot connect to {url}: {exc}") from exc
         pending, hello = pipeline.client_hello()
@@ -128,6 +130,9 @@ class HeTuClient:
             try:
                 await self.ws.send(data)
             except websockets.ConnectionClosed:
+                self.closed = True  # the reader may not have noticed yet
+                if future is not None:
+                    future.cancel()  # nobody will wait for its reply
                 raise ConnectionClosed("the connection is closed") from None
         return await future if future is not None else None
 

@@ -66,6 +66,8 @@ def configure_logging(config: dict) -> None:
         logging.config.dictConfig(config["LOGGING"])
     elif not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        # a line per connection and per call is for debugging (DEBUG turns it on)
+        logging.getLogger("HeTu.replay").setLevel(logging.WARNING)
 
 
 def create_app(config: dict) -> Sanic:
@@ -90,6 +92,8 @@ def create_app(config: dict) -> Sanic:
     debug = int(config.get("DEBUG") or 0)
     if debug:
         logging.getLogger("HeTu").setLevel(logging.DEBUG)
+        if not config.get("LOGGING"):
+            logging.getLogger("HeTu.replay").setLevel(logging.NOTSET)  # follow HeTu
     app.ctx.hetu = ServerState(
         config=config,
         namespace=namespace,
@@ -106,6 +110,7 @@ def create_app(config: dict) -> Sanic:
     app.add_route(health, "/", name="health")
     app.add_websocket_route(websocket, "/hetu/<instance>", name="hetu")
     app.register_listener(worker_start, "before_server_start")
+    app.register_listener(worker_ready, "after_server_start")
     app.register_listener(worker_stop, "after_server_stop")
     return app
 
@@ -170,6 +175,12 @@ async def worker_start(app: Sanic) -> None:
     logger.info(
         "serving namespace %s, instances %s", state.namespace, ", ".join(state.table_managers)
     )
+
+
+async def worker_ready(app: Sanic) -> None:
+    state: ServerState = app.ctx.hetu
+    worker_id = state.worker_keeper.worker_id if state.worker_keeper else None
+    logger.info("worker id %s accepting connections", worker_id)
 
 
 async def worker_stop(app: Sanic) -> None:

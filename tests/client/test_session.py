@@ -67,7 +67,7 @@ async def test_a_call_in_flight_when_the_connection_drops_raises(tmp_path):
     session = HeTuSession(srv.url, auth_key=AUTH_KEY, call_timeout=0.5, min_delay=0.05)
     try:
         await session.start()
-        srv.proc.kill()  # no goodbye
+        srv.kill()  # no goodbye
         with pytest.raises(ConnectionClosed):
             for _ in range(100):  # some calls may still be answered before the socket dies
                 await session.call("post", 810, 1)

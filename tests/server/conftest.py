@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -21,7 +23,8 @@ AUTH_KEY = "password123"
 class ServerProcess:
     def __init__(self, tmp: Path, db: str, debug: bool = False, workers: int = 1,
                  app: Path = APP, namespace: str = "pytest_srv", port: int | None = None,
-                 **config) -> None:
+                 ready_scheme: str = "http", **config) -> None:
+        self.ready_scheme = ready_scheme
         self.port = port or free_port()
         self.url = f"ws://127.0.0.1:{self.port}/hetu/test"
         cfg = {
@@ -39,7 +42,7 @@ class ServerProcess:
         env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[2]))
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "hetu", "start", f"--config={self.config_path}"],
-            stdout=self.log, stderr=subprocess.STDOUT, env=env,
+            stdout=self.log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )
         self._wait_ready(workers)
 
@@ -49,8 +52,10 @@ class ServerProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited:\n{self.log_path.read_text()}")
             try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/", timeout=1).read()
-                if self.log_path.read_text().count("worker id") >= workers:
+                context = ssl._create_unverified_context() if self.ready_scheme == "https" else None
+                urllib.request.urlopen(f"{self.ready_scheme}://127.0.0.1:{self.port}/", timeout=1,
+                                       context=context).read()
+                if self.log_path.read_text().count("accepting connections") >= workers:
                     return
             except OSError:
                 pass
@@ -65,8 +70,23 @@ class ServerProcess:
         try:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
+            pass
+        stop_group(self.proc)
         self.log.close()
+
+    def kill(self) -> None:
+        """Like a crash: SIGKILL to the server and its workers."""
+        stop_group(self.proc)
+
+
+def stop_group(proc: subprocess.Popen) -> None:
+    """SIGKILL whatever is left of a server started with start_new_session=True (its
+    workers too, so none outlives a test holding the port)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
 
 
 @pytest.fixture(scope="module")

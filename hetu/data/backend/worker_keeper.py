@@ -128,6 +128,7 @@ class WorkerKeeper:
                 lease.expires_at = 0
                 lease.last_timestamp = max(int(lease.last_timestamp), SnowflakeID().last_timestamp)
                 await repo.update(lease)
+        logger.info("released worker id %d (%s)", self.worker_id, self.node_id)
         self.worker_id = None
 
     def start(self, interval: float = RENEW_SECONDS) -> None:

@@ -1,0 +1,42 @@
+"""SIGTERM/SIGINT stop a server cleanly: open connections get on_disconnect, ids are released."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from hetu.client import HeTuClient
+from tests.server.conftest import AUTH_KEY, ServerProcess
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+async def test_stopping_runs_on_disconnect_and_releases_worker_ids(tmp_path, sig):
+    db = f"sqlite:///{tmp_path / 'stop.db'}"
+    srv = ServerProcess(tmp_path, db, workers=2)
+    clients = []
+    try:
+        for user in (901, 902):
+            client = await HeTuClient.connect(srv.url, auth_key=AUTH_KEY)
+            await client.call("login", user)
+            clients.append(client)
+        srv.proc.send_signal(sig)
+        assert srv.proc.wait(30) == 0
+    finally:
+        srv.stop()
+    logs = srv.logs()
+    assert logs.count("released worker id") == 2 and "Traceback" not in logs
+    for client in clients:
+        await client.wait_closed()
+        assert client.closed
+
+    # both logged-in connections ran on_disconnect before the workers exited
+    again = ServerProcess(tmp_path, db)
+    try:
+        reader = await HeTuClient.connect(again.url, auth_key=AUTH_KEY)
+        for user in (901, 902):
+            live = await reader.get("Goodbye", "owner", user)
+            assert live is not None and live.row["count"] == 1
+        await reader.close()
+    finally:
+        again.stop()
