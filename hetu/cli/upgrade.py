@@ -82,6 +82,9 @@ def upgrade(config_path, app_file, namespace, instance, db, yes, drop_data) -> N
     for key in ("NAMESPACE", "INSTANCES", "BACKENDS"):
         if not config.get(key):
             raise click.UsageError(f"the configuration lacks {key}")
+    from ..server.web import configure_logging
+
+    configure_logging(config)  # migration notes, backups and progress are logged
     app_dir = load_app(config)
     if not yes:
         click.confirm("Upgrading changes stored data. Is it backed up, and are the servers stopped?",

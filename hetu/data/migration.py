@@ -43,6 +43,7 @@ logger = logging.getLogger("HeTu.root")
 SCRIPT_DIR = Path("maint") / "migration"
 BACKUP_DIR = Path("maint") / "backup"
 INSERT_BATCH = 500
+PROGRESS_SECONDS = 2.0  # how often a long migration logs its progress
 
 SCRIPT_TEMPLATE = '''"""Migration of {name}: schema v{old} -> v{new}.
 
@@ -219,9 +220,13 @@ async def move_table(backend: Backend, old_ref: TableReference, new_ref: TableRe
         logger.info("saved %d rows of %s to %s before moving them", len(rows), old_ref.comp_name, backup)
     await maint.drop_table(old_ref)
     await maint.create_table(new_ref)
+    last_report = time.monotonic()
     for start in range(0, len(rows), INSERT_BATCH):
-        batch = [rows[i] for i in range(start, min(start + INSERT_BATCH, len(rows)))]
-        await backend.master.commit([TableWrites(new_ref, inserts=batch)])
+        end = min(start + INSERT_BATCH, len(rows))
+        await backend.master.commit([TableWrites(new_ref, inserts=[rows[i] for i in range(start, end)])])
+        if time.monotonic() - last_report > PROGRESS_SECONDS or end == len(rows) > INSERT_BATCH:
+            last_report = time.monotonic()
+            logger.info("%s: %d of %d rows written (%d%%)", new_ref.comp_name, end, len(rows), 100 * end // len(rows))
 
 
 async def upgrade_table(backend: Backend, ref: TableReference, app_dir: Path, drop_data: bool) -> TableReport:

@@ -182,3 +182,14 @@ async def test_volatile_tables_are_recreated_empty(backend, tmp_path):
     assert report.action == "recreated"
     assert len(await all_rows(backend, v2)) == 0
     assert (await backend.maintenance().check_table(TableReference(v2, INSTANCE, 1)))[0] == TableStatus.OK
+
+
+async def test_long_migrations_log_their_progress(backend, tmp_path, monkeypatch, caplog):
+    import hetu.data.migration as migration
+
+    monkeypatch.setattr(migration, "INSERT_BATCH", 4)
+    await fill(backend, Gem, n=10)
+    v2 = changed(Gem, add={"extra": {}})
+    with caplog.at_level("INFO", logger="HeTu.root"):
+        await upgrade_table(backend, TableReference(v2, INSTANCE, 1), tmp_path, drop_data=False)
+    assert "Gem: 10 of 10 rows written (100%)" in caplog.text

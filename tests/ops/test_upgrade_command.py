@@ -75,6 +75,7 @@ def test_upgrade_then_start_refuses_a_changed_schema_until_upgraded(tmp_path):
     assert "~ Hero: migrated (3 rows)" in upgraded.stdout
     assert "hp is added" in upgraded.stdout
     assert list((tmp_path / "maint" / "migration").glob("Hero_v*_to_v*.py"))
+    assert "wrote migration script" in upgraded.stderr and "saved 3 rows of Hero" in upgraded.stderr
 
     # a lossy change is refused, then applied with --drop-data (asked twice without -y)
     write_project(tmp_path, "")
