@@ -92,6 +92,7 @@ class SystemCaller:
                             f"retries: {race}"
                         ) from race
                     ctx.race_count += 1
+                    session.only_master = True  # a lagging replica may have caused it
                     delay = random.random() * RETRY_DELAY_MAX
                     replay.info("[RaceCondition][%s] %s retry in %.3fs: %s", sys_def.name, ctx, delay, race)
                     await asyncio.sleep(delay)

@@ -114,6 +114,8 @@ class Session:
             yield attempt
             if attempt.succeeded:
                 return
+            # the conflict may come from a lagging replica: read the master from now on
+            self.only_master = True
             await asyncio.sleep(random.uniform(0, min(0.1 * 2**i, 2.0)))  # full jitter
 
 
