@@ -127,6 +127,7 @@ class PostgresServer:
             self._as_user = {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
         self.data = os.path.join(self.dir, "data")
         self._schemas = 0
+        self._databases = 0
         self._run("initdb", "-D", self.data, "-U", "postgres", "-A", "trust", "-E", "UTF8",
                   "--locale=C", "--no-sync")
         options = (f"-k {self.dir} -p {self.port} -c listen_addresses=127.0.0.1 -c fsync=off "
@@ -166,6 +167,19 @@ class PostgresServer:
         finally:
             await conn.close()
         return f"{self.url(TEST_DATABASE)}?search_path={schema}"
+
+    async def fresh_database_url(self, options: str = "") -> str:
+        """The URL of a new database created with ``options`` (e.g. another collation)."""
+        import asyncpg
+
+        self._databases += 1
+        name = f"hetu_db_{self._databases}"
+        conn = await asyncpg.connect(self.url())
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE template0 {options}')
+        finally:
+            await conn.close()
+        return self.url(name)
 
     def stop(self) -> None:
         try:

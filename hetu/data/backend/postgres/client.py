@@ -31,6 +31,7 @@ SCHEMES = ("postgresql", "postgres")
 POOL_MIN_SIZE = 1
 POOL_MAX_SIZE = 10
 CLOSE_TIMEOUT = 10.0
+COMMIT_ATTEMPTS = 3  # a missing table or a stale prepared statement is fixed, then retried
 
 
 def check_url(url: str) -> str:
@@ -292,7 +293,8 @@ class PostgresBackendClient(BackendClient):
             raise RuntimeError("cannot commit on a read replica")
         if not writes:
             raise ValueError("nothing to commit")
-        for attempt in range(2):
+        for attempt in range(COMMIT_ATTEMPTS):
+            last = attempt == COMMIT_ATTEMPTS - 1
             async with self.pool.acquire() as conn:
                 try:
                     async with conn.transaction():
@@ -302,8 +304,11 @@ class PostgresBackendClient(BackendClient):
                     raise self._unique_race(writes, exc) from exc
                 except asyncpg.TransactionRollbackError as exc:  # deadlock, serialization failure
                     raise RaceCondition(f"the commit was rolled back by PostgreSQL: {exc}") from exc
+                except asyncpg.InvalidCachedStatementError:
+                    if last:  # a table changed under a prepared statement: it is prepared anew
+                        raise
                 except asyncpg.UndefinedTableError:
-                    if attempt:
+                    if last:
                         raise
                     async with conn.transaction():  # first write to a table of a new cluster id
                         for tw in writes:
