@@ -126,8 +126,8 @@ def test_change_channels_are_valid_listen_channels(pg_backend):
     assert channel != pg_backend.change_channel(TableReference(Item, "instance-" * 10, 2))
 
 
-async def test_long_instance_names_work_with_events(pg_backend):
-    instance = "a-very-long-instance-name-" * 3
+@pytest.mark.parametrize("instance", ["a-very-long-instance-name-" * 3, "quote'back\\slash\"dq"])
+async def test_long_or_odd_instance_names_work_with_events(pg_backend, instance):
     ref = TableReference(Item, instance, 1)
     await pg_backend.maintenance().create_table(ref)
     feed = pg_backend.change_feed()

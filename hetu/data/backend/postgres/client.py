@@ -10,10 +10,11 @@ from urllib.parse import urlparse
 import asyncpg
 import numpy as np
 
-from ..base import BackendClient, Bounds, ChangeFeed, TableMaintenance, TableWrites, WriteSet
+from ..base import BackendClient, Bounds, ChangeFeed, TableMaintenance, WriteSet
 from ..errors import RaceCondition
 from ..table import TableReference
 from . import events
+from .commit import Commit
 from .schema import (
     DDL_LOCK_KEY,
     SUPPORT_TABLES,
@@ -199,79 +200,6 @@ class PostgresBackendClient(BackendClient):
 
     # -- commit -----------------------------------------------------------------------------
 
-    async def _lock_and_check(self, conn: asyncpg.Connection, tw: TableWrites) -> None:
-        """Lock every existing row the transaction touched and compare versions."""
-        expected = dict(tw.reads)
-        for old, _, _ in tw.updates:
-            expected[int(old.id)] = int(old._version)
-        for row in tw.deletes:
-            expected[int(row.id)] = int(row._version)
-        if not expected:
-            return
-        codec = self.codec(tw.ref.comp_cls)
-        id_col = codec.columns["id"]
-        # ordered locking: concurrent commits never wait on each other in a cycle
-        found = dict(await conn.fetch(
-            f"SELECT {id_col}, _version FROM {quote(table_name(tw.ref))} "
-            f"WHERE {id_col} = ANY($1::bigint[]) ORDER BY {id_col} FOR UPDATE",
-            sorted(expected),
-        ))
-        for row_id, version in expected.items():
-            now = found.get(row_id)
-            if now != version:
-                state = "deleted" if now is None else f"now {now}"
-                raise RaceCondition(
-                    f"Version mismatch on {tw.ref.comp_name} row {row_id}: read version {version}, "
-                    f"{state} (changed by another transaction)"
-                )
-
-    async def _write(self, conn: asyncpg.Connection, tw: TableWrites) -> None:
-        codec = self.codec(tw.ref.comp_cls)
-        tname = quote(table_name(tw.ref))
-        id_col = codec.columns["id"]
-        if tw.deletes:
-            await conn.execute(
-                f"DELETE FROM {tname} WHERE {id_col} = ANY($1::bigint[])", [int(r.id) for r in tw.deletes]
-            )
-        by_fields: dict[tuple[str, ...], list[list]] = {}
-        for _, new, changed in tw.updates:
-            fields = tuple(f for f in changed if f not in ("id", "_version"))
-            by_fields.setdefault(fields, []).append(codec.values(new, fields) + [int(new.id)])
-        for fields, params in by_fields.items():
-            sets = "".join(f"{codec.columns[f]} = ${n}, " for n, f in enumerate(fields, 1))
-            await conn.executemany(
-                f"UPDATE {tname} SET {sets}_version = _version + 1 WHERE {id_col} = ${len(fields) + 1}",
-                params,
-            )
-        if tw.inserts:
-            names = [n for n in codec.names if n != "_version"]
-            cols = ", ".join(codec.columns[n] for n in names)
-            marks = ", ".join(f"${n}" for n in range(1, len(names) + 1))
-            await conn.executemany(
-                f"INSERT INTO {tname} ({cols}, _version) VALUES ({marks}, 1)",
-                [codec.values(row, names) for row in tw.inserts],
-            )
-
-    async def _apply(self, conn: asyncpg.Connection, writes: WriteSet) -> None:
-        ordered = sorted(writes, key=lambda tw: table_name(tw.ref))
-        for tw in ordered:
-            await self._lock_and_check(conn, tw)
-        channels: list[str] = []
-        payloads: list[str] = []
-        for tw in writes:
-            await self._write(conn, tw)
-            if tw.is_dirty():
-                channel = self.change_channel(tw.ref)
-                for payload in events.notifications(
-                    channel, tuple(tw.touched_rows()), tuple(tw.touched_indexes())
-                ):
-                    channels.append(channel)
-                    payloads.append(payload)
-        if channels:  # delivered by the server when (and only if) the commit succeeds
-            await conn.execute(
-                "SELECT pg_notify(c, p) FROM unnest($1::text[], $2::text[]) AS n(c, p)", channels, payloads
-            )
-
     def _unique_race(self, writes: WriteSet, exc: asyncpg.UniqueViolationError) -> RaceCondition:
         constraint = getattr(exc, "constraint_name", None) or ""
         for tw in writes:
@@ -297,8 +225,7 @@ class PostgresBackendClient(BackendClient):
             last = attempt == COMMIT_ATTEMPTS - 1
             async with self.pool.acquire() as conn:
                 try:
-                    async with conn.transaction():
-                        await self._apply(conn, writes)
+                    await Commit(conn, writes, self.codec, self.change_channel).run()
                     return
                 except asyncpg.UniqueViolationError as exc:
                     raise self._unique_race(writes, exc) from exc
