@@ -33,7 +33,8 @@ from .repo import SessionRepository, UpsertContext
 from .session import Session
 from .table import TableReference
 
-REDIS_SCHEMES = ("redis", "rediss", "valkey", "valkeys", "unix")
+REDIS_SCHEMES = ("redis", "rediss", "valkey", "valkeys", "unix",
+                 "redis+cluster", "rediss+cluster", "valkey+cluster", "valkeys+cluster")
 SQLITE_SCHEMES = ("sqlite",)
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 

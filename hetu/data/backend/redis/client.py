@@ -9,13 +9,21 @@ from typing import Any
 import msgpack
 import numpy as np
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, RedisClusterException
 
 from ..base import BackendClient, Bounds, ChangeEvent, ChangeFeed, TableMaintenance, WriteSet
 from ..errors import RaceCondition
 from ..table import TableReference
 from . import keys
+from .cluster import (
+    check_single_slot,
+    connect_cluster,
+    pop_cluster_option,
+    server_versions,
+    split_cluster_url,
+)
 from .keys import RowCodec
 
 MIN_SERVER_VERSION = (7, 0)
@@ -28,11 +36,16 @@ class LuaScript:
         self.source = (Path(__file__).parent / filename).read_text()
         self.sha = hashlib.sha1(self.source.encode()).hexdigest()
 
-    async def load(self, r: aioredis.Redis) -> None:
+    async def load(self, r: aioredis.Redis | RedisCluster) -> None:
+        # On a cluster SCRIPT LOAD goes to every primary, the slot's owner among them.
         await r.script_load(self.source)
 
-    async def run(self, r: aioredis.Redis, keys_: list, args: list, readonly: bool = False) -> Any:
-        command = "EVALSHA_RO" if readonly else "EVALSHA"
+    async def run(self, r: aioredis.Redis | RedisCluster, keys_: list, args: list,
+                  readonly: bool = False) -> Any:
+        # redis-py routes EVALSHA by its keys without a round trip; EVALSHA_RO would
+        # cost a COMMAND GETKEYS per call, so on a cluster read-only scripts (flagged
+        # no-writes) run as EVALSHA on the slot's primary.
+        command = "EVALSHA_RO" if readonly and not isinstance(r, RedisCluster) else "EVALSHA"
         try:
             return await r.execute_command(command, self.sha, len(keys_), *keys_, *args)
         except NoScriptError:  # the server restarted or flushed its scripts
@@ -49,25 +62,35 @@ def _pairs(flat: list) -> dict:
 
 
 class RedisBackendClient(BackendClient):
-    """One Redis (or Valkey) server: the master or a read replica."""
+    """One Redis (or Valkey) server, the master or a read replica, or a Redis Cluster.
+
+    Cluster mode: ``cluster=True`` (or ``raw_clustering=True``), or a
+    ``redis+cluster://`` URL; see :mod:`.cluster`.
+    """
 
     def __init__(self, url: str, is_servant: bool = False, **options: Any) -> None:
         self.url = url
         self.is_servant = is_servant
+        plain_url, cluster_scheme = split_cluster_url(url)
+        self.is_cluster = pop_cluster_option(options) or cluster_scheme
         # No read/write timeout by default: redis-py enforces it with asyncio.wait_for,
         # which on Python 3.11 can lose a cancellation (a stopped task then hangs).
         # Dead peers are found by TCP keepalive instead. Both can be set in the URL.
         options.setdefault("socket_timeout", None)
         options.setdefault("socket_keepalive", True)
         self._options = options
-        self._redis: aioredis.Redis | None = aioredis.Redis.from_url(url, **options)
+        self._redis: aioredis.Redis | RedisCluster | None
+        if self.is_cluster:
+            self._redis = connect_cluster(plain_url, is_servant, options)
+        else:
+            self._redis = aioredis.Redis.from_url(plain_url, **options)
         self._codecs: dict[type, RowCodec] = {}
         self._opened = False
 
     # -- lifecycle ----------------------------------------------------------------------
 
     @property
-    def redis(self) -> aioredis.Redis:
+    def redis(self) -> aioredis.Redis | RedisCluster:
         if self._redis is None:
             raise ConnectionError(f"the Redis backend {self.url} is closed")
         return self._redis
@@ -78,14 +101,15 @@ class RedisBackendClient(BackendClient):
         r = self.redis
         try:
             await r.ping()
-            info = await r.info("server")
-        except (RedisConnectionError, OSError) as exc:
-            raise ConnectionError(f"cannot connect to Redis at {self.url}: {exc}") from exc
-        version = tuple(int(x) for x in str(info.get("redis_version", "0.0")).split(".")[:2])
-        if version < MIN_SERVER_VERSION:
-            raise ConnectionError(
-                f"Redis at {self.url} is version {info.get('redis_version')}; 7.0 or newer is needed"
-            )
+            versions = await server_versions(r)
+        except (RedisConnectionError, RedisClusterException, OSError) as exc:
+            kind = "Redis Cluster" if self.is_cluster else "Redis"
+            raise ConnectionError(f"cannot connect to {kind} at {self.url}: {exc}") from exc
+        for server, text in versions.items():
+            if tuple(int(x) for x in text.split(".")[:2]) < MIN_SERVER_VERSION:
+                raise ConnectionError(
+                    f"Redis at {self.url} ({server}) is version {text}; 7.0 or newer is needed"
+                )
         if not self.is_servant:
             await COMMIT_SCRIPT.load(r)
         await RANGE_SCRIPT.load(r)
@@ -197,6 +221,8 @@ class RedisBackendClient(BackendClient):
             raise ValueError("nothing to commit")
         payload = msgpack.packb(self._build_commit(writes), use_bin_type=False)
         route = keys.cluster_prefix(writes[0].ref)
+        if self.is_cluster:
+            check_single_slot([keys.cluster_prefix(tw.ref) for tw in writes])
         result = await COMMIT_SCRIPT.run(self.redis, [route], [payload])
         if result == b"OK":
             return

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from redis.asyncio.cluster import RedisCluster
+
 from ..base import TableMaintenance, TableMeta
 from ..errors import RaceCondition
 from ..table import TableReference
@@ -45,6 +47,7 @@ class RedisTableMaintenance(TableMaintenance):
         await r.hset(keys.meta_key(ref), mapping=fields)
 
     async def _scan_delete(self, pattern: str) -> int:
+        # On a cluster SCAN visits every primary and UNLINK is split by slot.
         r = self.client.redis
         deleted = 0
         batch: list[bytes] = []
@@ -58,8 +61,12 @@ class RedisTableMaintenance(TableMaintenance):
         return deleted
 
     async def count_rows(self, ref: TableReference) -> int:
+        r = self.client.redis
+        prefix = keys.cluster_prefix(ref)
+        # On a cluster (where SCAN visits every primary) the rows live on one slot's node.
+        where = {"target_nodes": r.get_node_from_key(prefix)} if isinstance(r, RedisCluster) else {}
         count = 0
-        async for _ in self.client.redis.scan_iter(match=f"{keys.cluster_prefix(ref)}:id:*", count=SCAN_BATCH):
+        async for _ in r.scan_iter(match=f"{prefix}:id:*", count=SCAN_BATCH, **where):
             count += 1
         return count
 
