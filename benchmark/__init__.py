@@ -1,0 +1,1 @@
+"""HeTu's benchmark suite: ``python -m benchmark --help``; see docs/benchmarks.md."""

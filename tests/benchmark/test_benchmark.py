@@ -1,0 +1,91 @@
+"""The benchmark runner end to end, with tiny settings: it starts its own Redis, HeTu
+server and echo server, and prints sane numbers. No timing is asserted."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmark.servers import find_redis_binary
+
+ROOT = Path(__file__).parents[2]
+
+
+def _has_redis() -> bool:
+    try:
+        find_redis_binary()
+    except RuntimeError:
+        return False
+    return True
+
+
+pytestmark = pytest.mark.skipif(not _has_redis(), reason="no redis-server or valkey-server binary")
+
+SUBSCRIBERS, INSERTS, IDLE = 5, 4, 20
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory) -> tuple[str, dict]:
+    out = tmp_path_factory.mktemp("bench") / "bench.json"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmark", "all", "--connections", "1", "--duration", "1",
+         "--workloads", "hello_world,just_get,upsert", "--keys", "50", "--idle-seconds", "0.5",
+         "--subscribers", str(SUBSCRIBERS), "--inserts", str(INSERTS), "--interval", "0.05",
+         "--idle-connections", str(IDLE), "--json", str(out)],
+        capture_output=True, text=True, timeout=120, cwd=ROOT, env=env,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout, json.loads(out.read_text())
+
+
+def test_every_workload_and_baseline_makes_calls(report):
+    _, data = report
+    rows = {row["workload"]: row for row in data["load"]}
+    assert set(rows) == {"echo", "redis", "hello_world", "just_get", "upsert"}
+    for row in rows.values():
+        assert row["rate"] > 0 and row["errors"] == 0
+        assert 0 < row["latencies_ms"]["p50"] <= row["latencies_ms"]["p99"]
+
+
+def test_ratios_to_echo_are_reported(report):
+    stdout, data = report
+    for row in data["load"]:
+        assert row["ratio_to_echo"] > 0
+    assert "x echo" in stdout
+
+
+def test_systems_report_their_race_counts(report):
+    _, data = report
+    for row in data["load"]:
+        if row["workload"] in ("just_get", "upsert"):
+            assert sum(row["races"].values()) == row["calls"]
+
+
+def test_redis_round_trips_are_measured(report):
+    _, data = report
+    rows = {row["workload"]: row for row in data["load"]}
+    # background traffic is included, so only lower bounds hold exactly
+    assert rows["redis"]["round_trips_per_call"] >= 1
+    assert rows["just_get"]["round_trips_per_call"] >= 1
+    assert rows["upsert"]["round_trips_per_call"] >= 2
+    assert rows["echo"]["round_trips_per_call"] is None
+
+
+def test_every_push_reaches_every_subscriber(report):
+    stdout, data = report
+    push = data["push"]
+    assert push["measured"] == SUBSCRIBERS * INSERTS and push["missed"] == 0
+    assert f"measured {SUBSCRIBERS * INSERTS} of {SUBSCRIBERS * INSERTS}" in stdout
+
+
+def test_memory_per_connection_is_printed(report):
+    stdout, data = report
+    assert data["memory"]["connections"] == IDLE
+    assert data["memory"]["rss_after"] > 0
+    assert "per connection" in stdout
