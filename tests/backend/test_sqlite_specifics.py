@@ -190,3 +190,29 @@ async def test_concurrent_writers_in_two_processes_lose_no_increment(sqlite_back
         assert p.returncode == 0, err
     async with sqlite_backend.session(INSTANCE, 1) as s:
         assert (await s.using(Counter).get(key="n")).value == 20
+
+
+def test_many_connections_opening_a_new_file_at_once(tmp_path):
+    """Regression: `PRAGMA journal_mode = WAL` on a brand-new file failed with "database
+    is locked" when two workers started together (it does not wait for the busy timeout)."""
+    import threading
+
+    from hetu.data.backend.sqlite.connection import connect
+
+    for round_ in range(30):
+        path = str(tmp_path / f"fresh-{round_}.db")
+        barrier, errors = threading.Barrier(8), []
+
+        def open_it(path=path, barrier=barrier, errors=errors):
+            barrier.wait()
+            try:
+                connect(path).execute("CREATE TABLE IF NOT EXISTS t (x)")
+            except Exception as exc:  # noqa: BLE001 - collected for the assertion
+                errors.append(exc)
+
+        threads = [threading.Thread(target=open_it) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == [], f"round {round_}: {errors}"
