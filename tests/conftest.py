@@ -212,23 +212,6 @@ def pytest_configure(config):
     faulthandler.dump_traceback_later(SUITE_WATCHDOG_SECONDS, exit=True)
 
 
-# Defects outside the backends that a backend's speed exposes; xfail (not strict) until
-# fixed, so the suite stays green and the summary keeps naming them.
-KNOWN_DEFECTS = {
-    "tests/server/test_subscription_races.py::test_a_commit_during_the_initial_query_is_delivered[postgres]":
-        "hetu/server/subscription.py drops a change event that is flushed before the new "
-        "subscription is registered (after its initial query); PostgreSQL's NOTIFY often "
-        "arrives that early",
-}
-
-
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        reason = KNOWN_DEFECTS.get(item.nodeid)
-        if reason:
-            item.add_marker(pytest.mark.xfail(reason=reason, strict=False))
-
-
 def pytest_sessionfinish(session, exitstatus):
     faulthandler.cancel_dump_traceback_later()
     for server in _servers.values():

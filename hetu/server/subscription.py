@@ -11,6 +11,7 @@ per subscription.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +42,30 @@ class SubscriptionBroker:
         self.listeners: dict[str, set] = {}
         self._pump: asyncio.Task | None = None
         self._lock = asyncio.Lock()
+        self.generation: dict[str, int] = {}  # channel -> change events received so far
+        self._inflight: dict[tuple, asyncio.Future] = {}
+
+    async def shared_read(self, key: tuple, channel: str, read) -> Any:
+        """Run ``read()`` once for all identical refreshes of one burst.
+
+        Many connections watching the same rows refresh them after the same change
+        event. A read already running is shared when it started after every event of
+        ``channel`` received so far (the generation is part of the key), so the result
+        reflects each refresher's events; otherwise a new read starts.
+        """
+        key = (*key, channel, self.generation.get(channel, 0))
+        future = self._inflight.get(key)
+        if future is None:
+            future = asyncio.ensure_future(read())
+            self._inflight[key] = future
+            future.add_done_callback(lambda f, k=key: self._forget(k, f))
+        return await asyncio.shield(future)
+
+    def _forget(self, key: tuple, future: asyncio.Future) -> None:
+        if self._inflight.get(key) is future:
+            del self._inflight[key]
+        if not future.cancelled():
+            future.exception()  # retrieved here; every waiter got it too
 
     async def add(self, channel: str, listener: Any) -> None:
         async with self._lock:
@@ -68,6 +93,7 @@ class SubscriptionBroker:
             event = await self.feed.get()
             if event is None:
                 continue
+            self.generation[event.channel] = self.generation.get(event.channel, 0) + 1
             for listener in list(self.listeners.get(event.channel, ())):
                 listener.notify(event)
 
@@ -88,7 +114,8 @@ class Subscription:
     def interested(self, events: list[ChangeEvent]) -> bool:
         raise NotImplementedError
 
-    async def changes(self, ctx, events: list[ChangeEvent]) -> dict:
+    async def changes(self, ctx, events: list[ChangeEvent], broker: SubscriptionBroker) -> dict:
+        """The delta to push: ``{row_id: row or None}`` (rows the user may read)."""
         raise NotImplementedError
 
 
@@ -100,8 +127,10 @@ class RowSubscription(Subscription):
     def interested(self, events) -> bool:
         return any(self.row_id in e.row_ids for e in events)
 
-    async def changes(self, ctx, events) -> dict:
-        row = await self.client.get(self.table.ref, self.row_id)
+    async def changes(self, ctx, events, broker: SubscriptionBroker) -> dict:
+        row = await broker.shared_read(
+            (id(self.client), "get", self.row_id), self.channel,
+            lambda: self.client.get(self.table.ref, self.row_id))
         visible = row is not None and ctx.rls_check(self.table.comp_cls, row)
         return {self.row_id: row_to_wire(row) if visible else None}
 
@@ -115,8 +144,10 @@ class RangeSubscription(Subscription):
     def interested(self, events) -> bool:
         return any(self.index in e.indexes or self.tracked.intersection(e.row_ids) for e in events)
 
-    async def changes(self, ctx, events) -> dict:
-        rows = await self.client.range(self.table.ref, self.index, self.bounds, self.limit, self.desc)
+    async def changes(self, ctx, events, broker: SubscriptionBroker) -> dict:
+        rows = await broker.shared_read(
+            (id(self.client), "range", self.index, self.bounds, self.limit, self.desc), self.channel,
+            lambda: self.client.range(self.table.ref, self.index, self.bounds, self.limit, self.desc))
         touched = {rid for e in events for rid in e.row_ids}
         current = {int(r.id): r for r in rows}
         delta: dict = {}
@@ -139,30 +170,65 @@ class ConnectionSubscriptions:
         self.conn = conn
         self.subs: dict[str, Subscription] = {}
         self.channels: dict[str, Any] = {}  # channel -> table, registered with a broker
-        self._pending: list[ChangeEvent] = []
+        self._pending: list[ChangeEvent] = []  # for every subscription
+        self._retarget: dict[str, list[ChangeEvent]] = {}  # sub_id -> events for it alone
+        self._opening: list[list[ChangeEvent]] = []  # events seen during initial queries
         self._flusher: asyncio.Task | None = None
 
     # -- change events ------------------------------------------------------------------
 
     def notify(self, event: ChangeEvent) -> None:
         self._pending.append(event)
+        for seen in self._opening:
+            seen.append(event)
+        self._kick()
+
+    def _kick(self) -> None:
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
 
+    @contextlib.contextmanager
+    def _opening_window(self):
+        """Collect the events that arrive while a subscription makes its initial query:
+        a flush running meanwhile does not know the subscription yet."""
+        seen: list[ChangeEvent] = []
+        self._opening.append(seen)
+        try:
+            yield seen
+        finally:
+            self._opening.remove(seen)
+
+    def _opened(self, sub_id: str, seen: list[ChangeEvent]) -> None:
+        """The subscription exists now: refresh it for what happened during its query."""
+        if seen and sub_id in self.subs:
+            self._retarget.setdefault(sub_id, []).extend(seen)
+            self._kick()
+
     async def _flush(self) -> None:
-        while self._pending:
+        delay = 0.0
+        while self._pending or self._retarget:
             events, self._pending = self._pending, []
+            retarget, self._retarget = self._retarget, {}
+            failed = False
             for sub in list(self.subs.values()):
-                relevant = [e for e in events if e.channel == sub.channel]
+                relevant = [e for e in events if e.channel == sub.channel] + retarget.get(sub.sub_id, [])
                 if not relevant or not sub.interested(relevant):
                     continue
                 try:
-                    delta = await sub.changes(self.conn.ctx, relevant)
-                except Exception:
-                    logger.exception("refreshing subscription %s failed", sub.sub_id)
+                    delta = await sub.changes(self.conn.ctx, relevant, self._broker(sub.table))
+                except Exception as exc:
+                    # nothing is dropped: this subscription is refreshed again for them
+                    logger.warning("refreshing subscription %s failed (%s); retrying", sub.sub_id, exc)
+                    self._retarget.setdefault(sub.sub_id, []).extend(relevant)
+                    failed = True
                     continue
                 if delta and sub.sub_id in self.subs:
                     await self.conn.push(["updt", sub.sub_id, delta])
+            if failed:
+                delay = min(max(delay * 2, 0.05), 2.0)
+                await asyncio.sleep(delay)
+            else:
+                delay = 0.0
 
     # -- requests ---------------------------------------------------------------------------
 
@@ -242,20 +308,22 @@ class ConnectionSubscriptions:
             return await self.conn.push(["sub", None, None])
         client = table.backend.servant
         await self._subscribe_first(table, client)
-        try:
-            if index == "id":
-                row = await client.get(table.ref, int(value))
-            else:
-                rows = await client.range(table.ref, index, normalize_bounds(comp, index, value), 1, False)
-                row = rows[0] if len(rows) else None
-        except (ValueError, TypeError) as exc:
-            raise ProtocolViolation(f"bad sub get: {exc}") from None
+        with self._opening_window() as seen:
+            try:
+                if index == "id":
+                    row = await client.get(table.ref, int(value))
+                else:
+                    rows = await client.range(table.ref, index, normalize_bounds(comp, index, value), 1, False)
+                    row = rows[0] if len(rows) else None
+            except (ValueError, TypeError) as exc:
+                raise ProtocolViolation(f"bad sub get: {exc}") from None
         if row is None or not self.conn.ctx.rls_check(comp, row):
             return await self.conn.push(["sub", None, None])
         sub_id = f"{comp.name_}.id[{int(row.id)}:None:1][:1]"
         if sub_id not in self.subs:
             self.subs[sub_id] = RowSubscription(sub_id, table, client, int(row.id))
         await self.conn.push(["sub", sub_id, row_to_wire(row)])
+        self._opened(sub_id, seen)
 
     async def _sub_range(self, table, index, left, right, limit, desc, force) -> None:
         from .connection import ProtocolViolation
@@ -271,7 +339,8 @@ class ConnectionSubscriptions:
             return await self.conn.push(["sub", None, []])
         client = table.backend.servant
         await self._subscribe_first(table, client)
-        rows = await client.range(table.ref, index, bounds, limit, desc)
+        with self._opening_window() as seen:
+            rows = await client.range(table.ref, index, bounds, limit, desc)
         visible = [r for r in rows if self.conn.ctx.rls_check(comp, r)]
         if not visible and not force:
             return await self.conn.push(["sub", None, []])
@@ -280,6 +349,7 @@ class ConnectionSubscriptions:
             tracked = {int(r.id) for r in visible}
             self.subs[sub_id] = RangeSubscription(sub_id, table, client, index, bounds, limit, desc, tracked)
         await self.conn.push(["sub", sub_id, [row_to_wire(r) for r in visible]])
+        self._opened(sub_id, seen)
 
     async def unsubscribe(self, sub_id: str) -> None:
         self.subs.pop(sub_id, None)

@@ -31,3 +31,25 @@ async def test_killing_one_server_does_not_disturb_clients_of_another(tmp_path):
     finally:
         doomed.stop()
         survivor.stop()
+
+
+async def test_subscribers_of_one_range_share_its_refresh_query(tmp_path):
+    """1 insert, 40 connections watching the same range: the range is read about once per
+    worker, not once per subscriber."""
+    url = redis_server("redis").url()
+    r = redis.Redis.from_url(url)
+    r.flushdb()
+    srv = ServerProcess(tmp_path, url)
+    clients = [await connect(srv) for _ in range(40)]
+    try:
+        subs = [(c, (await c.subscribe_range("Board", "owner", 960, 960, 10))[0]) for c in clients]
+        r.config_resetstat()
+        row_id = await clients[0].call("post", 960, 1, "shared")
+        for client, sub_id in subs:
+            await next_delta(client, sub_id, has(row_id, note="shared"))
+        reads = r.info("commandstats").get("cmdstat_evalsha_ro", {}).get("calls", 0)
+        assert 1 <= reads <= 5, reads
+    finally:
+        for client in clients:
+            await client.close()
+        srv.stop()

@@ -53,6 +53,9 @@ class LuaScript:
             return await r.execute_command(command, self.sha, len(keys_), *keys_, *args)
 
 
+MAX_CONNECTIONS = 256  # per worker and Redis server
+POOL_TIMEOUT = 60.0  # seconds a command waits for a free pooled connection
+
 COMMIT_SCRIPT = LuaScript("commit.lua")
 RANGE_SCRIPT = LuaScript("range.lua")
 
@@ -83,7 +86,12 @@ class RedisBackendClient(BackendClient):
         if self.is_cluster:
             self._redis = connect_cluster(plain_url, is_servant, options)
         else:
-            self._redis = aioredis.Redis.from_url(plain_url, **options)
+            # A blocking pool: when every connection is busy (a burst of subscription
+            # refreshes, say), callers wait for one instead of failing.
+            pool = aioredis.BlockingConnectionPool.from_url(
+                plain_url, max_connections=options.pop("max_connections", MAX_CONNECTIONS),
+                timeout=options.pop("pool_timeout", POOL_TIMEOUT), **options)
+            self._redis = aioredis.Redis(connection_pool=pool)
         self._codecs: dict[type, RowCodec] = {}
         self._opened = False
 
@@ -119,6 +127,8 @@ class RedisBackendClient(BackendClient):
         if self._redis is not None:
             r, self._redis = self._redis, None
             await r.aclose()
+            if isinstance(r, aioredis.Redis):
+                await r.connection_pool.disconnect()  # a pool we made is ours to close
 
     # -- reads --------------------------------------------------------------------------
 
