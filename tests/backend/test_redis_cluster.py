@@ -166,6 +166,29 @@ async def test_config_key_selects_cluster_mode(cluster_servers, option):
         await backend.close()
 
 
+async def test_a_cluster_servant_serves_reads_and_change_events(cluster_servers):
+    cluster_servers.flush()
+    url = cluster_servers.url()
+    backend = Backend.from_config({"master": url, "servants": [url], "master_weight": 0.0})
+    try:
+        await backend.open()
+        await create_tables(backend, Item)
+        assert backend.servant.is_servant and backend.servant.is_cluster
+        feed = backend.change_feed()
+        await feed.subscribe(backend.change_channel(TableReference(Item, INSTANCE, 1)))
+        async with backend.session(INSTANCE, 1) as s:
+            row = Item.new_row()
+            row.name, row.time = "seen", 7
+            await s.using(Item).insert(row)
+        assert (await feed.get(timeout=5)).row_ids == (row.id,)
+        await feed.close()
+        async with backend.session(INSTANCE, 1) as s:  # reads from the servant
+            assert (await s.using(Item).get(name="seen")).time == 7
+            assert len(await s.using(Item).range(time=(0, 9))) == 1
+    finally:
+        await backend.close()
+
+
 async def test_plain_url_without_the_option_stays_standalone(cluster_servers):
     backend = Backend.from_config({"master": f"redis://127.0.0.1:{cluster_servers.nodes[0].port}/0"})
     assert not backend.master.is_cluster

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
 from ..base import ChangeEvent, ChangeFeed
 
@@ -16,9 +17,15 @@ class RedisChangeFeed(ChangeFeed):
 
     A reader task owns the pub/sub connection; ``subscribe`` returns once Redis has
     confirmed the subscription, so every commit after that point is delivered.
+
+    On a Redis Cluster the feed still uses classic SUBSCRIBE on one connection (redis-py
+    places it on the node owning the first channel's slot): a Redis 7 cluster broadcasts
+    every PUBLISH to all nodes, so that one connection receives the events of every slot
+    and survives resharding. Sharded pub/sub (SSUBSCRIBE) would save the broadcast but
+    needs a connection per node and re-subscribing whenever a slot moves.
     """
 
-    def __init__(self, r: aioredis.Redis) -> None:
+    def __init__(self, r: aioredis.Redis | RedisCluster) -> None:
         super().__init__()
         self._pubsub = r.pubsub()
         self._confirm: dict[bytes, list[asyncio.Future]] = {}
