@@ -46,7 +46,9 @@ async def open_backend(kind: str, sqlite_url: str) -> Backend:
     if kind == "sqlite":
         backend = Backend.from_url(sqlite_url)
     elif kind == "postgres":
-        backend = Backend.from_url(await postgres_server().fresh_schema_url())
+        # a warm pool, so concurrent sessions really overlap (as on Redis and SQLite)
+        url = await postgres_server().fresh_schema_url()
+        backend = Backend.from_config({"type": "postgres", "master": url, "min_size": 5})
     else:
         url = redis_server(kind).url()
         redis.Redis.from_url(url).flushdb()
