@@ -21,9 +21,9 @@ from redis.asyncio.cluster import RedisCluster
 from hetu.data.backend import Backend, RaceCondition, TableReference, TableWrites
 from hetu.data.backend.redis import keys
 from hetu.data.backend.redis.client import COMMIT_SCRIPT
-from hetu.data.backend.redis.cluster import slot_of, split_cluster_url
+from hetu.data.backend.redis.cluster import server_versions, slot_of, split_cluster_url
 from tests.backend.conftest import INSTANCE, Counter, Item, Keyed, create_tables
-from tests.conftest import RedisServer, free_port
+from tests.conftest import RedisServer, free_port, redis_server
 
 CLUSTER_SIZE = 3
 
@@ -185,6 +185,21 @@ async def test_a_cluster_servant_serves_reads_and_change_events(cluster_servers)
         async with backend.session(INSTANCE, 1) as s:  # reads from the servant
             assert (await s.using(Item).get(name="seen")).time == 7
             assert len(await s.using(Item).range(time=(0, 9))) == 1
+    finally:
+        await backend.close()
+
+
+async def test_open_checks_the_version_of_every_primary(backend, cluster_servers):
+    versions = await server_versions(backend.master.redis)
+    assert sorted(versions) == sorted(f"127.0.0.1:{n.port}" for n in cluster_servers.nodes)
+
+
+async def test_cluster_mode_on_a_standalone_server_says_so():
+    standalone = redis_server("redis")
+    backend = Backend.from_config({"master": standalone.url(), "raw_clustering": "true"})
+    try:
+        with pytest.raises(ConnectionError, match="Cluster mode is not enabled"):
+            await backend.open()
     finally:
         await backend.close()
 
