@@ -336,7 +336,10 @@ async def test_a_commit_of_many_rows_arrives_complete(pg_backend):
     feed = pg_backend.change_feed()
     await feed.subscribe(pg_backend.change_channel(ITEM))
     try:
-        rows = await insert_items(pg_backend, 1200)
+        rows = Item.new_rows(1200)
+        for n, row in enumerate(rows):
+            row.name, row.time = f"m{n}", n
+        await pg_backend.master.commit([TableWrites(ITEM, inserts=list(rows))])
         got: list[int] = []
         indexes: set[str] = set()
         async with asyncio.timeout(10):
