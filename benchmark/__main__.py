@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--workers", type=int, default=1, help="WORKER_NUM of the server started here (default 1)")
     common.add_argument("--redis-max-connections", type=int, default=None,
                         help="max_connections of the started server's Redis pool, passed in its Redis URL "
-                             "(default: the client library's, 100 in redis-py 8)")
+                             "(default: HeTu's, a blocking pool of 256)")
     common.add_argument("--json", metavar="FILE", help="also write the results to FILE as JSON")
 
     load = argparse.ArgumentParser(add_help=False)
