@@ -101,7 +101,7 @@ class PostgresBackendClient(BackendClient):
                 self.url, min_size=self._min_size, max_size=self._max_size,
                 **_pool_extras(), **self._connect_options,
             )
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise ConnectionError(f"cannot connect to PostgreSQL at {self._safe_url()}: {exc}") from exc
         if not self.is_servant:  # a hot standby is read-only; the master creates them
             async with pool.acquire() as conn:
@@ -119,11 +119,11 @@ class PostgresBackendClient(BackendClient):
                 pool.terminate()
 
     def _safe_url(self) -> str:
-        """The URL without its password (for messages)."""
+        """The URL for messages: no password, no query (which may hold one)."""
         parsed = urlparse(self.url)
-        if parsed.password is None:
-            return self.url
-        return self.url.replace(f":{parsed.password}@", ":***@", 1)
+        user = parsed.netloc.rpartition("@")[0].partition(":")[0]
+        host = parsed.netloc.rpartition("@")[2]
+        return f"{parsed.scheme}://{user + '@' if user else ''}{host}{parsed.path}"
 
     @property
     def pool(self) -> asyncpg.Pool:
