@@ -128,12 +128,24 @@ class PostgresServer:
         self.data = os.path.join(self.dir, "data")
         self._schemas = 0
         self._databases = 0
-        self._run("initdb", "-D", self.data, "-U", "postgres", "-A", "trust", "-E", "UTF8",
-                  "--locale=C", "--no-sync")
+        try:
+            self._run("initdb", "-D", self.data, "-U", "postgres", "-A", "trust", "-E", "UTF8",
+                      "--locale=C", "--no-sync")
+        except (RuntimeError, OSError, subprocess.TimeoutExpired):
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise
         options = (f"-k {self.dir} -p {self.port} -c listen_addresses=127.0.0.1 -c fsync=off "
                    f"-c synchronous_commit=off -c full_page_writes=off -c max_connections=300")
-        self._run("pg_ctl", "start", "-w", "-t", "30", "-D", self.data, "-l",
-                  os.path.join(self.dir, "server.log"), "-o", options)
+        log = os.path.join(self.dir, "server.log")
+        try:
+            self._run("pg_ctl", "start", "-w", "-t", "30", "-D", self.data, "-l", log, "-o", options)
+        except RuntimeError as exc:
+            tail = ""
+            if os.path.exists(log):
+                with open(log, errors="replace") as f:
+                    tail = f.read()[-2000:]
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise RuntimeError(f"{exc}\nserver log:\n{tail}") from None
 
     def _run(self, tool: str, *args: str) -> None:
         result = subprocess.run([os.path.join(self.bin_dir, tool), *args], cwd=self.dir,
@@ -190,16 +202,23 @@ class PostgresServer:
 
 
 _postgres: list[PostgresServer] = []
+_postgres_failure: list[str] = []
 
 
 def postgres_server() -> PostgresServer:
     """The session's PostgreSQL cluster; skips when PostgreSQL is not installed."""
+    if _postgres_failure:  # tried once this session: fail fast instead of retrying per test
+        raise RuntimeError(_postgres_failure[0])
     if not _postgres:
         bin_dir = find_postgres_bin_dir()
         if bin_dir is None:
             pytest.skip("PostgreSQL is not installed: initdb/pg_ctl are neither on PATH nor in "
                         "/usr/lib/postgresql/*/bin (Debian: apt-get install postgresql)")
-        _postgres.append(PostgresServer(bin_dir))
+        try:
+            _postgres.append(PostgresServer(bin_dir))
+        except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+            _postgres_failure.append(f"the test PostgreSQL cluster did not start: {exc}")
+            raise
     return _postgres[0]
 
 
