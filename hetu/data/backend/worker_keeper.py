@@ -121,13 +121,16 @@ class WorkerKeeper:
         await self.stop()
         if self.worker_id is None:
             return
-        async with self._session() as s:
-            repo = s.using(WorkerLease)
-            lease = await repo.get(id=self.worker_id)
-            if lease is not None and lease.node_id == self.node_id:
-                lease.expires_at = 0
-                lease.last_timestamp = max(int(lease.last_timestamp), SnowflakeID().last_timestamp)
-                await repo.update(lease)
+        # a renewal cancelled by stop() may still be finishing its commit (SQLite runs it
+        # in a thread), so a conflict here is expected now and then: retry
+        async for attempt in self._session().retry(5):
+            async with attempt as s:
+                repo = s.using(WorkerLease)
+                lease = await repo.get(id=self.worker_id)
+                if lease is not None and lease.node_id == self.node_id:
+                    lease.expires_at = 0
+                    lease.last_timestamp = max(int(lease.last_timestamp), SnowflakeID().last_timestamp)
+                    await repo.update(lease)
         logger.info("released worker id %d (%s)", self.worker_id, self.node_id)
         self.worker_id = None
 
