@@ -12,6 +12,7 @@ import numpy as np
 
 from ..base import BackendClient, Bounds, ChangeFeed, TableMaintenance, WriteSet
 from ..errors import RaceCondition
+from ..sql import range_query
 from ..table import TableReference
 from . import events
 from .commit import Commit
@@ -158,19 +159,9 @@ class PostgresBackendClient(BackendClient):
 
     def _range_sql(self, ref, index, bounds: Bounds, limit, desc, columns) -> tuple[str, list]:
         codec = self.codec(ref.comp_cls)
-        col, id_col = codec.columns[index], codec.columns["id"]
-        order = "DESC" if desc else "ASC"
-        sql = (
-            f"SELECT {columns} FROM {quote(table_name(ref))} "
-            f"WHERE {col} {'>=' if bounds.low_inclusive else '>'} $1 "
-            f"AND {col} {'<=' if bounds.high_inclusive else '<'} $2 "
-            f"ORDER BY {col} {order}, {id_col} {order}"
-        )
-        params = [codec.value(index, bounds.low), codec.value(index, bounds.high)]
-        if limit >= 0:
-            sql += " LIMIT $3"
-            params.append(int(limit))
-        return sql, params
+        return range_query(quote(table_name(ref)), columns, codec.columns[index], codec.columns["id"], bounds,
+                           codec.value(index, bounds.low), codec.value(index, bounds.high), limit, desc,
+                           lambda n: f"${n}")
 
     async def range(self, ref, index, bounds: Bounds, limit, desc) -> np.recarray:
         codec = self.codec(ref.comp_cls)

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..base import BackendClient, Bounds, ChangeEvent, ChangeFeed, TableMaintenance, WriteSet
 from ..errors import RaceCondition
+from ..sql import range_query
 from ..table import TableReference
 from . import events
 from .connection import ThreadConnection
@@ -112,19 +113,9 @@ class SQLiteBackendClient(BackendClient):
 
     def _range_sql(self, ref, index, bounds: Bounds, limit, desc, columns) -> tuple[str, list]:
         codec = self.codec(ref.comp_cls)
-        col = quote(index)
-        order = "DESC" if desc else "ASC"
-        sql = (
-            f"SELECT {columns} FROM {quote(table_name(ref))} "
-            f"WHERE {col} {'>=' if bounds.low_inclusive else '>'} ? "
-            f"AND {col} {'<=' if bounds.high_inclusive else '<'} ? "
-            f"ORDER BY {col} {order}, id {order}"
-        )
-        params = [codec.value(index, bounds.low), codec.value(index, bounds.high)]
-        if limit >= 0:
-            sql += " LIMIT ?"
-            params.append(int(limit))
-        return sql, params
+        return range_query(quote(table_name(ref)), columns, quote(index), "id", bounds,
+                           codec.value(index, bounds.low), codec.value(index, bounds.high), limit, desc,
+                           lambda n: "?")
 
     async def range(self, ref, index, bounds: Bounds, limit, desc) -> np.recarray:
         codec = self.codec(ref.comp_cls)
