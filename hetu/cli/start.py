@@ -92,7 +92,7 @@ def serve(config: dict) -> None:
 @click.option("--namespace", help="The app namespace to serve.")
 @click.option("--instance", help="The instance name (clients connect to /hetu/<instance>).")
 @click.option("--db", default="sqlite:///./hetu.db", show_default=True,
-              help="Database URL: sqlite:///path.db or redis://host:port/db.")
+              help="Database URL: sqlite:///path.db, redis://host:port/db, redis+cluster://host:port or postgresql://user@host/db.")
 @click.option("--port", default=2466, show_default=True, type=int, help="Port to listen on (all interfaces).")
 @click.option("--workers", default=1, show_default=True, type=int, help="Worker processes.")
 @click.option("--debug", is_flag=True, help="Debug mode: failed calls get an `err` frame instead of a disconnect.")

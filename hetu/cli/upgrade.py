@@ -61,7 +61,7 @@ async def upgrade_instances(config: dict, app_dir: Path, drop_data: bool) -> dic
 @click.option("--app-file", default="./app.py", show_default=True, help="The app's Python file.")
 @click.option("--namespace", help="The app namespace.")
 @click.option("--instance", help="The instance name.")
-@click.option("--db", default="sqlite:///./hetu.db", show_default=True, help="Database URL.")
+@click.option("--db", default="sqlite:///./hetu.db", show_default=True, help="Database URL (as for hetu start).")
 @click.option("-y", "yes", is_flag=True, help="Do not ask to confirm that the data is backed up.")
 @click.option("--drop-data", is_flag=True,
               help="Also apply changes that lose data (removed columns, narrowing casts). Never in production.")
