@@ -24,7 +24,7 @@ async def test_stopping_runs_on_disconnect_and_releases_worker_ids(tmp_path, sig
         # Sanic's manager ignores a stop request that arrives while it is still
         # collecting its workers' startup acks (a fraction of a second after they log
         # that they accept connections) and then waits 30 s; stop a server that runs
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(3.0)
         srv.proc.send_signal(sig)
         assert srv.proc.wait(30) == 0
     finally:
