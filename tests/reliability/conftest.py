@@ -1,0 +1,64 @@
+"""Two server processes of two workers each, sharing one Redis, serving server_app.py."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis
+
+from hetu.client import HeTuClient
+from tests.conftest import redis_server
+from tests.server.conftest import AUTH_KEY, ServerProcess
+
+APP = Path(__file__).parent / "server_app.py"
+NAMESPACE = "pytest_rel"
+
+
+@dataclass
+class Cluster:
+    """The servers of one test module; ``connect(i)`` alternates between them."""
+
+    servers: list[ServerProcess]
+
+    async def connect(self, i: int = 0) -> HeTuClient:
+        return await HeTuClient.connect(self.servers[i % len(self.servers)].url, auth_key=AUTH_KEY)
+
+
+def create_tables(db: str) -> None:
+    """`hetu upgrade` first: workers starting together on an empty Redis can race while
+    creating a table (see docs/reliability.md, "Engine findings")."""
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[2]))
+    subprocess.run(
+        [sys.executable, "-m", "hetu", "upgrade", f"--app-file={APP}", f"--namespace={NAMESPACE}",
+         "--instance=test", f"--db={db}", "-y"],
+        check=True, env=env, stdout=subprocess.DEVNULL, timeout=60,
+    )
+
+
+def start_cluster(tmp: Path, debug: bool) -> Cluster:
+    url = redis_server("redis").url()
+    redis.Redis.from_url(url).flushdb()
+    create_tables(url)
+    servers: list[ServerProcess] = []
+    try:
+        for _ in range(2):
+            servers.append(ServerProcess(tmp, url, debug=debug, workers=2, app=APP, namespace=NAMESPACE))
+    except Exception:
+        for srv in servers:
+            srv.stop()
+        raise
+    return Cluster(servers)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """Debug mode: failed and forbidden calls answer an `err` frame instead of closing."""
+    found = start_cluster(tmp_path_factory.mktemp("rel"), debug=True)
+    yield found
+    for srv in found.servers:
+        srv.stop()

@@ -1,0 +1,138 @@
+"""The app the reliability tests serve (namespace pytest_rel).
+
+Systems return what the tests need to check their invariants, e.g. how many times they
+were retried after a conflict (``ctx.race_count``).
+"""
+
+import numpy as np
+
+import hetu
+
+NS = "pytest_rel"
+EVERYBODY = hetu.Permission.EVERYBODY
+
+
+@hetu.define_component(namespace=NS, permission=EVERYBODY, force=True)
+class Account(hetu.BaseComponent):
+    number: np.int64 = hetu.property_field(0, unique=True)
+    balance: np.int64 = hetu.property_field(0)
+
+
+@hetu.define_component(namespace=NS, permission=EVERYBODY, force=True)
+class NameClaim(hetu.BaseComponent):
+    name: str = hetu.property_field("", dtype="U32", unique=True)
+    claimant: np.int64 = hetu.property_field(0)
+
+
+@hetu.define_component(namespace=NS, permission=EVERYBODY, force=True)
+class Counter(hetu.BaseComponent):
+    key: np.int64 = hetu.property_field(0, unique=True)
+    value: np.int64 = hetu.property_field(0)
+
+
+@hetu.define_component(namespace=NS, permission=EVERYBODY, force=True)
+class Sequence(hetu.BaseComponent):
+    """The calls of one client in the order they were applied: ``last`` is the last
+    sequence number seen, ``out_of_order`` counts numbers that did not follow it."""
+
+    client: np.int64 = hetu.property_field(0, unique=True)
+    last: np.int64 = hetu.property_field(0)
+    applied: np.int64 = hetu.property_field(0)
+    out_of_order: np.int64 = hetu.property_field(0)
+
+
+@hetu.define_component(namespace=NS, permission=hetu.Permission.USER, force=True)
+class Profile(hetu.BaseComponent):
+    owner: np.int64 = hetu.property_field(0, unique=True)
+
+
+@hetu.define_component(namespace=NS, permission=hetu.Permission.ADMIN, force=True)
+class Ledger(hetu.BaseComponent):
+    entry: np.int64 = hetu.property_field(0, index=True)
+
+
+@hetu.define_component(namespace=NS, permission=hetu.Permission.OWNER, force=True)
+class Secret(hetu.BaseComponent):
+    owner: np.int64 = hetu.property_field(0, index=True)
+    text: str = hetu.property_field("", dtype="U32")
+
+
+# -- load ---------------------------------------------------------------------------------
+
+@hetu.define_system(namespace=NS, components=(Account,), permission=EVERYBODY, force=True)
+async def open_account(ctx, number: int, balance: int):
+    async with ctx.repo[Account].upsert(number=number) as row:
+        row.balance = balance
+
+
+@hetu.define_system(namespace=NS, components=(Account,), permission=EVERYBODY, retry=99, force=True)
+async def transfer(ctx, source: int, target: int, amount: int):
+    src = await ctx.repo[Account].get(number=source)
+    dst = await ctx.repo[Account].get(number=target)
+    if src.balance < amount:
+        return hetu.ResponseToClient({"moved": 0, "retries": ctx.race_count})
+    src.balance -= amount
+    dst.balance += amount
+    await ctx.repo[Account].update(src)
+    await ctx.repo[Account].update(dst)
+    return hetu.ResponseToClient({"moved": amount, "retries": ctx.race_count})
+
+
+@hetu.define_system(namespace=NS, components=(NameClaim,), permission=EVERYBODY, force=True)
+async def claim_name(ctx, name: str, claimant: int):
+    row = NameClaim.new_row()
+    row.name, row.claimant = name, claimant
+    await ctx.repo[NameClaim].insert(row)
+
+
+@hetu.define_system(namespace=NS, components=(Counter,), permission=EVERYBODY, retry=99, force=True)
+async def increment(ctx, key: int):
+    async with ctx.repo[Counter].upsert(key=key) as row:
+        row.value += 1
+    return hetu.ResponseToClient(ctx.race_count)
+
+
+@hetu.define_system(namespace=NS, components=(Sequence,), permission=EVERYBODY, retry=99, force=True)
+async def append(ctx, client: int, seq: int):
+    async with ctx.repo[Sequence].upsert(client=client) as row:
+        if seq != row.last + 1:
+            row.out_of_order += 1
+        row.last = seq
+        row.applied += 1
+
+
+# -- permissions ----------------------------------------------------------------------------
+
+@hetu.define_endpoint(namespace=NS, permission=EVERYBODY, force=True)
+async def login(ctx, user_id: int):
+    await hetu.elevate(ctx, user_id)
+    return hetu.ResponseToClient(ctx.caller)
+
+
+@hetu.define_system(namespace=NS, components=(Profile,), permission=hetu.Permission.USER, force=True)
+async def touch_profile(ctx):
+    async with ctx.repo[Profile].upsert(owner=ctx.caller):
+        pass
+
+
+@hetu.define_system(namespace=NS, components=(Ledger,), permission=hetu.Permission.ADMIN, force=True)
+async def write_ledger(ctx, entry: int):
+    row = Ledger.new_row()
+    row.entry = entry
+    await ctx.repo[Ledger].insert(row)
+
+
+@hetu.define_system(namespace=NS, components=(Secret,), permission=EVERYBODY, force=True)
+async def plant_secret(ctx, owner: int, text: str):
+    """Writes a row owned by anyone: lets a test create rows the reader may not see."""
+    row = Secret.new_row()
+    row.owner, row.text = owner, text
+    await ctx.repo[Secret].insert(row)
+    return hetu.ResponseToClient(int(row.id))
+
+
+@hetu.define_system(namespace=NS, components=(Secret,), permission=EVERYBODY, force=True)
+async def rewrite_secret(ctx, row_id: int, owner: int, text: str):
+    row = await ctx.repo[Secret].get(id=row_id)
+    row.owner, row.text = owner, text
+    await ctx.repo[Secret].update(row)
