@@ -10,7 +10,7 @@ from . import common, data, endpoint, system
 from .common.permission import Permission
 from .data.backend.errors import RaceCondition, UniqueViolation
 from .data.component import BaseComponent, define_component, property_field
-from .endpoint import ClientReject, ResponseToClient, define_endpoint, elevate, guard, rate_limit
+from .endpoint import ClientReject, ResponseToClient, define_endpoint, elevate, guard, logout, rate_limit
 from .endpoint.context import Context as EndpointContext
 from .system import SystemContext, define_system
 
@@ -36,6 +36,7 @@ __all__ = [
     "elevate",
     "endpoint",
     "guard",
+    "logout",
     "property_field",
     "rate_limit",
     "system",

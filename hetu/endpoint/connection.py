@@ -123,6 +123,42 @@ async def elevate(ctx, user_id: int, kick_logged_in: bool = True) -> tuple[bool,
     return True, "SUCCESS"
 
 
+def demote(ctx) -> None:
+    """Make ``ctx`` anonymous again: ``caller`` 0, ``group`` ``"guest"``, and the limits
+    :func:`elevate` raised back to what an anonymous connection has."""
+    if not ctx.caller:
+        return
+    ctx.caller = 0
+    ctx.group = "guest"
+    ctx.client_limits = [[n // ELEVATE_SEND_LIMIT_FACTOR, w] for n, w in ctx.client_limits]
+    ctx.server_limits = [[n // ELEVATE_SEND_LIMIT_FACTOR, w] for n, w in ctx.server_limits]
+    ctx.max_row_sub //= ELEVATE_SUBSCRIPTION_FACTOR
+    ctx.max_index_sub //= ELEVATE_SUBSCRIPTION_FACTOR
+
+
+async def logout(ctx) -> bool:
+    """Log this connection out (not in HeTu); returns False when it was not logged in.
+
+    The connection's ``Connection`` row loses its owner and ``ctx`` becomes anonymous
+    (see :func:`demote`); on a server, rows the connection may no longer read are
+    withdrawn from its subscriptions (pushed as deleted) and nothing of the user is
+    pushed to it afterwards. Like :func:`elevate`, this is a transaction of its own.
+    """
+    if not ctx.caller:
+        return False
+    table = _table(ctx.systems.tbl_mgr)
+    async for attempt in table.session().retry(5):
+        async with attempt as s:
+            repo = s.using(Connection)
+            mine = await repo.get(id=ctx.connection_id)
+            if mine is not None and int(mine.owner) == int(ctx.caller):
+                mine.owner = 0
+                await repo.update(mine)
+    replay.info("[Logout] %s logged out", ctx)
+    demote(ctx)
+    return True
+
+
 class ConnectionAliveChecker:
     """Detects kicked connections and refreshes ``last_active`` now and then."""
 

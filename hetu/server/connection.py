@@ -16,12 +16,14 @@ from typing import Any
 import hetu
 
 from ..common.tasks import cancel_and_wait
+from ..endpoint.connection import demote
 from ..endpoint.executor import EndpointExecutor
 from ..endpoint.response import RejectResponse, ResponseToClient
 from ..system.caller import SystemCaller
 from ..system.context import SystemContext
 from ..system.definer import SystemClusters
 from .limits import FloodChecker
+from .login_watch import LoginWatcher
 from .state import ServerState
 
 logger = logging.getLogger("HeTu.root")
@@ -66,6 +68,12 @@ class ClientConnection:
         self.recv_flood = FloodChecker()
         self.send_flood = FloodChecker()
         self.subscriptions = None  # filled by the subscription layer
+        # login takeover ("kick") detection, see login_watch.py
+        self.kicked = False
+        self._in_call = False
+        self._login_watch: LoginWatcher | None = None
+        self._login_check: asyncio.Task | None = None
+        self._recheck_login = False
 
     @property
     def address(self) -> str:
@@ -151,6 +159,7 @@ class ClientConnection:
             replay.info("[Closed] %s", ctx)
 
     async def _cleanup(self) -> None:
+        await self._settle_login_for_disconnect()
         if self.subscriptions is not None:
             try:
                 await self.subscriptions.close()
@@ -241,11 +250,20 @@ class ClientConnection:
         if len(message) < 2 or not isinstance(message[1], str):
             raise ProtocolViolation("rpc needs an endpoint name")
         name, args = message[1], message[2:]
-        try:
-            ok, result = await self.executor.execute(name, *args)
-        except Exception as exc:  # a guard raised something other than ClientReject
-            logger.exception("a guard of %s failed for %s", name, self.ctx)
-            ok, result = False, f"{type(exc).__name__}: {exc}"
+        if self.kicked:
+            logger.warning("[Kicked] %s was logged in elsewhere; refusing %.40s", self.ctx, name)
+            ok, result = False, None
+        else:
+            caller = self.ctx.caller
+            self._in_call = True
+            try:
+                ok, result = await self.executor.execute(name, *args)
+            except Exception as exc:  # a guard raised something other than ClientReject
+                logger.exception("a guard of %s failed for %s", name, self.ctx)
+                ok, result = False, f"{type(exc).__name__}: {exc}"
+            finally:
+                self._in_call = False
+            await self._caller_changed(caller)
         replay.info("[EndpointResult][%s](%s, %r)", name, ok, result)
         if not ok:
             if not self.server.debug:
@@ -257,6 +275,112 @@ class ClientConnection:
             await self.push(["rsp", result.message], name)
         else:
             await self.push(["rsp", "ok"])
+
+    # -- login takeover --------------------------------------------------------------------------
+
+    def reader_ctx(self) -> SystemContext:
+        """The identity pushes are filtered for: anonymous once the login was taken over,
+        even while a call still runs with the old caller."""
+        if self.kicked and self.ctx.caller:
+            demoted = copy.copy(self.ctx)
+            demote(demoted)
+            return demoted
+        return self.ctx
+
+    async def _caller_changed(self, before: int) -> None:
+        """After a call: start watching a new login, or withdraw rows after a logout."""
+        if self.kicked:
+            demote(self.ctx)  # taken over while the call ran
+            return
+        now = self.ctx.caller
+        if now == before:
+            return
+        if before and self.subscriptions is not None:
+            self.subscriptions.revalidate()  # logged out (or in as someone else)
+        if now:
+            if self._login_watch is None:
+                self._login_watch = LoginWatcher.of(self.server, self.instance)
+                await self._login_watch.watch(self)
+            self.login_changed()  # a takeover may have committed before the watch began
+        elif self._login_watch is not None:
+            self._login_watch.unwatch(self)
+            self._login_watch = None
+
+    def login_changed(self) -> None:
+        """This connection's ``Connection`` row changed (called by the watcher)."""
+        if self._login_check is not None and not self._login_check.done():
+            self._recheck_login = True
+        else:
+            self._login_check = asyncio.create_task(self._check_login(), name=f"hetu-login-{self.ctx.connection_id}")
+
+    async def login_settled(self) -> None:
+        """Wait for a running check of this connection's login (pushes wait for it)."""
+        task = self._login_check
+        if task is not None and not task.done() and task is not asyncio.current_task():
+            await asyncio.wait([task])
+
+    async def _check_login(self) -> None:
+        while True:
+            self._recheck_login = False
+            caller = self.ctx.caller
+            if not caller or self.kicked or self._login_watch is None:
+                return
+            try:
+                owner = await self._login_watch.owner_of(self.ctx.connection_id)
+            except Exception as exc:  # the next call's alive check still catches a takeover
+                logger.warning("checking the login of %s failed: %s", self.ctx, exc)
+                return
+            if owner != caller and self.ctx.caller == caller:
+                self._taken_over()
+                return
+            if not self._recheck_login:
+                return
+
+    def _taken_over(self) -> None:
+        """Another connection logged in as this one's user: demote this one at once.
+
+        Release mode closes it (what its next call would do anyway); debug mode keeps it
+        open, anonymous, withdraws the rows it may no longer read and refuses its calls.
+        """
+        self.kicked = True
+        replay.info("[Kicked] %s: its user logged in on another connection", self.ctx)
+        logger.info("%s was logged in elsewhere (kicked)", self.ctx)
+        if self._login_watch is not None:
+            self._login_watch.unwatch(self)
+            self._login_watch = None
+        if not self._in_call:
+            demote(self.ctx)
+        if not self.server.debug:
+            self._close_now()
+        elif self.subscriptions is not None:
+            self.subscriptions.revalidate()
+
+    def _close_now(self) -> None:
+        """Drop what is queued (the client is not told anything more) and close."""
+        while True:
+            try:
+                self.queue.get_nowait()
+            except asyncio.QueueEmpty:
+                break
+        self.queue.put_nowait((CLOSE, None))
+
+    async def _settle_login_for_disconnect(self) -> None:
+        """Before ``on_disconnect``: a connection whose login was taken over (noticed or
+        not yet) disconnects as anonymous, so it does not log its user out elsewhere."""
+        if self._login_check is not None:
+            await cancel_and_wait(self._login_check)
+        watcher, self._login_watch = self._login_watch, None
+        if watcher is not None:
+            watcher.unwatch(self)
+            if not self.kicked:
+                try:
+                    owner = await watcher.owner_of(self.ctx.connection_id)
+                except Exception as exc:
+                    logger.warning("checking the login of %s failed: %s", self.ctx, exc)
+                else:
+                    self.kicked = owner != self.ctx.caller
+        if self.kicked:
+            demote(self.ctx)
 
     async def _sub(self, message: list) -> None:
         if self.subscriptions is None:

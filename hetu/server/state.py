@@ -21,6 +21,16 @@ class ServerState:
     worker_keeper: Any = None
     tasks: list = field(default_factory=list)
     brokers: dict = field(default_factory=dict)  # id(backend) -> SubscriptionBroker
+    login_watchers: dict = field(default_factory=dict)  # instance -> LoginWatcher
+
+    def broker(self, backend: Backend) -> Any:
+        """The worker's one :class:`SubscriptionBroker` (change feed) of ``backend``."""
+        from .subscription import SubscriptionBroker
+
+        key = id(backend)
+        if key not in self.brokers:
+            self.brokers[key] = SubscriptionBroker(backend)
+        return self.brokers[key]
 
     def limit(self, key: str, default: Any) -> Any:
         value = self.config.get(key)

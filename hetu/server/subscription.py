@@ -114,6 +114,10 @@ class Subscription:
     def interested(self, events: list[ChangeEvent]) -> bool:
         raise NotImplementedError
 
+    def shown_ids(self) -> set[int]:
+        """The rows the client may currently hold for this subscription."""
+        raise NotImplementedError
+
     async def changes(self, ctx, events: list[ChangeEvent], broker: SubscriptionBroker) -> dict:
         """The delta to push: ``{row_id: row or None}`` (rows the user may read)."""
         raise NotImplementedError
@@ -126,6 +130,9 @@ class RowSubscription(Subscription):
 
     def interested(self, events) -> bool:
         return any(self.row_id in e.row_ids for e in events)
+
+    def shown_ids(self) -> set[int]:
+        return {self.row_id}
 
     async def changes(self, ctx, events, broker: SubscriptionBroker) -> dict:
         row = await broker.shared_read(
@@ -143,6 +150,9 @@ class RangeSubscription(Subscription):
 
     def interested(self, events) -> bool:
         return any(self.index in e.indexes or self.tracked.intersection(e.row_ids) for e in events)
+
+    def shown_ids(self) -> set[int]:
+        return set(self.tracked)
 
     async def changes(self, ctx, events, broker: SubscriptionBroker) -> dict:
         rows = await broker.shared_read(
@@ -173,6 +183,7 @@ class ConnectionSubscriptions:
         self._pending: list[ChangeEvent] = []  # for every subscription
         self._retarget: dict[str, list[ChangeEvent]] = {}  # sub_id -> events for it alone
         self._opening: list[list[ChangeEvent]] = []  # events seen during initial queries
+        self._withdrawn: dict[str, set[int]] = {}  # ended by revalidate(): rows to delete
         self._flusher: asyncio.Task | None = None
 
     # -- change events ------------------------------------------------------------------
@@ -204,9 +215,29 @@ class ConnectionSubscriptions:
             self._retarget.setdefault(sub_id, []).extend(seen)
             self._kick()
 
+    def revalidate(self) -> None:
+        """The connection's identity changed (logout, login taken over): re-check every
+        row it was shown, so rows it may no longer read are pushed as deleted, and end
+        the subscriptions of components it may no longer read at all."""
+        for sub in list(self.subs.values()):
+            shown = sub.shown_ids()
+            if not self._readable(sub.table.comp_cls):
+                del self.subs[sub.sub_id]
+                if shown:
+                    self._withdrawn[sub.sub_id] = shown
+            elif shown:
+                self._retarget.setdefault(sub.sub_id, []).append(ChangeEvent(sub.channel, tuple(shown), ()))
+        self._kick()
+
     async def _flush(self) -> None:
         delay = 0.0
-        while self._pending or self._retarget:
+        while self._pending or self._retarget or self._withdrawn:
+            # a change of this connection's login is applied before anything is pushed
+            await self.conn.login_settled()
+            ctx = self.conn.reader_ctx()
+            withdrawn, self._withdrawn = self._withdrawn, {}
+            for sub_id, shown in withdrawn.items():
+                await self.conn.push(["updt", sub_id, dict.fromkeys(shown)])
             events, self._pending = self._pending, []
             retarget, self._retarget = self._retarget, {}
             failed = False
@@ -215,7 +246,7 @@ class ConnectionSubscriptions:
                 if not relevant or not sub.interested(relevant):
                     continue
                 try:
-                    delta = await sub.changes(self.conn.ctx, relevant, self._broker(sub.table))
+                    delta = await sub.changes(ctx, relevant, self._broker(sub.table))
                 except Exception as exc:
                     # nothing is dropped: this subscription is refreshed again for them
                     logger.warning("refreshing subscription %s failed (%s); retrying", sub.sub_id, exc)
@@ -238,7 +269,7 @@ class ConnectionSubscriptions:
         return self.conn.server.table_managers[self.conn.instance].get_table(name)
 
     def _readable(self, comp) -> bool:
-        ctx = self.conn.ctx
+        ctx = self.conn.reader_ctx()
         if comp.permission_ == Permission.EVERYBODY or ctx.is_admin():
             return True
         if comp.permission_ == Permission.ADMIN:
@@ -246,11 +277,7 @@ class ConnectionSubscriptions:
         return bool(ctx.caller)
 
     def _broker(self, table) -> SubscriptionBroker:
-        brokers = self.conn.server.brokers
-        key = id(table.backend)
-        if key not in brokers:
-            brokers[key] = SubscriptionBroker(table.backend)
-        return brokers[key]
+        return self.conn.server.broker(table.backend)
 
     async def _reject(self) -> None:
         from .connection import BAD_SUBS, ProtocolViolation
@@ -317,7 +344,7 @@ class ConnectionSubscriptions:
                     row = rows[0] if len(rows) else None
             except (ValueError, TypeError) as exc:
                 raise ProtocolViolation(f"bad sub get: {exc}") from None
-        if row is None or not self.conn.ctx.rls_check(comp, row):
+        if row is None or not self.conn.reader_ctx().rls_check(comp, row):
             return await self.conn.push(["sub", None, None])
         sub_id = f"{comp.name_}.id[{int(row.id)}:None:1][:1]"
         if sub_id not in self.subs:
@@ -341,7 +368,8 @@ class ConnectionSubscriptions:
         await self._subscribe_first(table, client)
         with self._opening_window() as seen:
             rows = await client.range(table.ref, index, bounds, limit, desc)
-        visible = [r for r in rows if self.conn.ctx.rls_check(comp, r)]
+        ctx = self.conn.reader_ctx()
+        visible = [r for r in rows if ctx.rls_check(comp, r)]
         if not visible and not force:
             return await self.conn.push(["sub", None, []])
         sub_id = f"{comp.name_}.{index}[{left}:{right}:{-1 if desc else 1}][:{limit}]"

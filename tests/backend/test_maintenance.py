@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 import pytest
 
@@ -37,6 +39,29 @@ async def test_status_of_a_new_table_is_not_exists_then_ok(backend):
 async def test_creating_an_existing_table_is_a_race(backend):
     with pytest.raises(RaceCondition):
         await backend.maintenance().create_table(TableReference(Item, INSTANCE, 1))
+
+
+async def test_a_table_being_created_is_seen_whole_or_not_at_all(backend):
+    """Workers starting together create and check tables concurrently: a check may never
+    see a half-written meta (on Redis it once read cluster id -1 and the worker exited)."""
+    maint = backend.maintenance()
+    for round_ in range(20):
+        hero = TableReference(define_hero(), f"race{round_}", 7)
+
+        async def create(hero=hero):
+            try:
+                await maint.create_table(hero)
+                return 1
+            except RaceCondition:
+                return 0
+
+        async def check(hero=hero):
+            return [await maint.read_meta(hero) for _ in range(5)]
+
+        results = await asyncio.gather(*(create() for _ in range(3)), *(check() for _ in range(6)))
+        assert sum(results[:3]) == 1
+        seen = [meta for metas in results[3:] for meta in metas if meta is not None]
+        assert all(meta.cluster_id == 7 and meta.json == hero.comp_cls.json_ for meta in seen), seen
 
 
 async def test_prepare_tables_creates_missing_tables_once(backend):

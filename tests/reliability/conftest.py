@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,21 +26,9 @@ class Cluster:
         return await HeTuClient.connect(self.servers[i % len(self.servers)].url, auth_key=AUTH_KEY)
 
 
-def create_tables(db: str) -> None:
-    """`hetu upgrade` first: workers starting together on an empty Redis can race while
-    creating a table (see docs/reliability.md, "Engine findings")."""
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[2]))
-    subprocess.run(
-        [sys.executable, "-m", "hetu", "upgrade", f"--app-file={APP}", f"--namespace={NAMESPACE}",
-         "--instance=test", f"--db={db}", "-y"],
-        check=True, env=env, stdout=subprocess.DEVNULL, timeout=60,
-    )
-
-
 def start_cluster(tmp: Path, debug: bool) -> Cluster:
     url = redis_server("redis").url()
     redis.Redis.from_url(url).flushdb()
-    create_tables(url)
     servers: list[ServerProcess] = []
     try:
         for _ in range(2):

@@ -136,3 +136,37 @@ async def rewrite_secret(ctx, row_id: int, owner: int, text: str):
     row = await ctx.repo[Secret].get(id=row_id)
     row.owner, row.text = owner, text
     await ctx.repo[Secret].update(row)
+
+
+@hetu.define_endpoint(namespace=NS, permission=hetu.Permission.USER, force=True)
+async def logout(ctx):
+    return hetu.ResponseToClient(await hetu.logout(ctx))
+
+
+# -- disconnects ------------------------------------------------------------------------------
+
+@hetu.define_component(namespace=NS, permission=EVERYBODY, force=True)
+class Disconnect(hetu.BaseComponent):
+    """One row per ``on_disconnect`` run: which connection, as which user."""
+
+    connection: np.int64 = hetu.property_field(0, index=True)
+    caller: np.int64 = hetu.property_field(0)
+
+
+@hetu.define_system(namespace=NS, components=(Disconnect,), permission=None, force=True)
+async def on_disconnect(ctx):
+    row = Disconnect.new_row()
+    row.connection, row.caller = ctx.connection_id, ctx.caller
+    await ctx.repo[Disconnect].insert(row)
+
+
+@hetu.define_endpoint(namespace=NS, permission=EVERYBODY, force=True)
+async def whoami(ctx):
+    return hetu.ResponseToClient([ctx.connection_id, ctx.caller])
+
+
+@hetu.define_system(namespace=NS, components=(Disconnect,), permission=EVERYBODY, force=True)
+async def disconnects(ctx, connection_id: int):
+    """The callers ``on_disconnect`` ran as for this connection (one per run)."""
+    rows = await ctx.repo[Disconnect].range(connection=(connection_id, connection_id), limit=100)
+    return hetu.ResponseToClient([int(c) for c in rows.caller])

@@ -4,6 +4,7 @@ the user was kicked by a second login)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -169,28 +170,107 @@ async def test_owner_rows_reach_only_their_owner_also_when_the_owner_changes(clu
     assert row is None
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "engine (like the reference, wire-protocol.md 5.2) keeps streaming to a kicked connection: "
-    "its ctx.caller stays set until its next rpc, so OWNER rows of the user still pass rls_check"))
-async def test_a_kicked_connection_receives_no_more_owner_rows_of_its_user(cluster):
+async def disconnects_of(client, connection_id: int, runs: int = 1, timeout: float = 5.0) -> list[int]:
+    """The callers on_disconnect ran as for ``connection_id``, once it has run ``runs`` times."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = await client.call("disconnects", connection_id)
+        if len(found) >= runs or time.monotonic() > deadline:
+            return found
+        await asyncio.sleep(0.05)
+
+
+async def test_a_kicked_connection_is_demoted_at_once(cluster):
+    """Debug mode keeps a kicked connection open: it becomes anonymous as soon as the new
+    login commits (no call of its own needed), its user's OWNER rows are withdrawn, none
+    are pushed afterwards, its calls are refused, and it disconnects as anonymous."""
     old, new, writer = await cluster.connect(0), await cluster.connect(1), await cluster.connect(0)
     try:
+        old_conn, _ = await old.call("whoami")
         await old.call("login", 701)
         old_sub, _ = await old.subscribe_range("Secret", "owner", 701, 701, 100)
         before = await writer.call("plant_secret", 701, "before")
         await wait_for(old, old_sub, shows(before))
 
         await new.call("login", 701)  # kicks `old`, which is on the other server process
+        withdrawn = await wait_for(old, old_sub, hides(before))
         new_sub, rows = await new.subscribe_range("Secret", "owner", 701, 701, 100)
         assert [r["id"] for r in rows] == [before]
         after = await writer.call("plant_secret", 701, "after")
         await wait_for(new, new_sub, shows(after))
         pushes = await collect(old, 0.5)
         print(f"\nkick: {len(visible(pushes, after))} pushes of the user's new row reached the kicked connection")
-        assert visible(pushes, after) == []
-        with pytest.raises(ConnectionClosed):
+        assert visible(withdrawn + pushes, after) == []
+        with pytest.raises(CallFailed):
             await old.call("plant_secret", 1, "kicked")
+        with pytest.raises(CallFailed):
+            await old.call("whoami")
     finally:
         await old.close()
         await new.close()
+    try:
+        assert await disconnects_of(writer, old_conn) == [0]  # not as user 701
+    finally:
+        await writer.close()
+
+
+async def test_release_servers_close_a_kicked_connection_without_waiting_for_its_next_call(release_cluster):
+    old, new = await release_cluster.connect(0), await release_cluster.connect(1)
+    try:
+        await old.call("login", 702)
+        await new.call("login", 702)
+        await asyncio.wait_for(old.wait_closed(), 5)
+        assert await new.call("touch_profile") == "ok"
+    finally:
+        await old.close()
+        await new.close()
+
+
+async def test_a_kicked_connection_that_leaves_before_noticing_disconnects_as_anonymous(cluster):
+    """The takeover and the disconnect race: on_disconnect must not run as the user,
+    which would log the user out of the new connection in most apps."""
+    writer = await cluster.connect(0)
+    try:
+        for attempt in range(5):
+            old, new = await cluster.connect(0), await cluster.connect(1)
+            old_conn, _ = await old.call("whoami")
+            await old.call("login", 710 + attempt)
+            await new.call("login", 710 + attempt)
+            await old.close()  # at once: the old connection may not have seen the event yet
+            assert await disconnects_of(writer, old_conn) == [0]
+            new_conn, _ = await new.call("whoami")
+            await new.close()
+            assert await disconnects_of(writer, new_conn) == [710 + attempt]
+    finally:
+        await writer.close()
+
+
+async def test_logout_withdraws_the_users_rows_and_permissions(cluster):
+    client, writer = await cluster.connect(0), await cluster.connect(1)
+    try:
+        conn_id, _ = await client.call("whoami")
+        await client.call("login", 720)
+        await client.call("touch_profile")
+        secret = await writer.call("plant_secret", 720, "mine")
+        secret_sub, rows = await client.subscribe_range("Secret", "owner", 720, 720, 10)
+        profile_sub, profiles = await client.subscribe_range("Profile", "owner", 720, 720, 10)
+        assert [r["id"] for r in rows] == [secret] and len(profiles) == 1
+
+        assert await client.call("logout") is True
+        pushes = await wait_for(client, secret_sub, hides(secret))
+        if not any(sub == profile_sub for sub, _ in pushes):
+            pushes += await wait_for(client, profile_sub, hides(profiles[0]["id"]))
+        assert await client.call("whoami") == [conn_id, 0]
+        with pytest.raises(CallFailed):
+            await client.call("touch_profile")
+        later = await writer.call("plant_secret", 720, "after logout")
+        pushes += await collect(client, 0.5)
+        assert visible(pushes, later) == [] and visible(pushes, secret) == []
+        assert await client.subscribe_range("Profile", "owner", 720, 720, 10) == (None, [])
+        # logging in again restores what the user may read
+        await client.call("login", 720)
+        sub_id, rows = await client.subscribe_range("Secret", "owner", 720, 720, 10)
+        assert sorted(r["id"] for r in rows) == sorted([secret, later])
+    finally:
+        await client.close()
         await writer.close()

@@ -15,6 +15,12 @@ if TYPE_CHECKING:
     from .client import RedisBackendClient
 
 SCAN_BATCH = 1000
+# KEYS[1] = meta hash, ARGV = field, value, ...: create it unless it exists; 1 if created
+CREATE_META = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return 1
+"""
 
 
 class RedisTableMaintenance(TableMaintenance):
@@ -40,11 +46,11 @@ class RedisTableMaintenance(TableMaintenance):
 
     async def create_table(self, ref: TableReference) -> None:
         # Rows and indexes appear with the first write; a table is its meta.
-        r = self.client.redis
-        fields = self._meta_fields(ref)
-        if not await r.hsetnx(keys.meta_key(ref), "version", fields["version"]):
+        # One atomic step: a worker checking the table meanwhile sees all of the meta or
+        # none of it (two commands let it read a meta without cluster_id).
+        flat = [item for pair in self._meta_fields(ref).items() for item in pair]
+        if not await self.client.redis.eval(CREATE_META, 1, keys.meta_key(ref), *flat):
             raise RaceCondition(f"table {ref.instance_name}:{ref.comp_name} already exists")
-        await r.hset(keys.meta_key(ref), mapping=fields)
 
     async def _scan_delete(self, pattern: str) -> int:
         # On a cluster SCAN visits every primary and UNLINK is split by slot.
