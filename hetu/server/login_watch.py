@@ -57,6 +57,10 @@ class LoginWatcher:
 
     def notify(self, event) -> None:
         """Called by the broker, in feed order, for every change of the table."""
+        if event.gap:  # changes may have been missed: check every login
+            for conn in list(self.watched.values()):
+                conn.login_changed()
+            return
         for row_id in event.row_ids:
             conn = self.watched.get(row_id)
             if conn is not None:

@@ -90,12 +90,43 @@ class SubscriptionBroker:
 
     async def _run(self) -> None:
         while True:
-            event = await self.feed.get()
-            if event is None:
+            try:
+                event = await self.feed.get()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the feed gave up (its connection broke for good)
+                logger.error("the change feed failed (%s: %s); opening a new one", type(exc).__name__, exc)
+                await self._replace_feed()
                 continue
-            self.generation[event.channel] = self.generation.get(event.channel, 0) + 1
-            for listener in list(self.listeners.get(event.channel, ())):
-                listener.notify(event)
+            if event is not None:
+                self._dispatch(event)
+
+    def _dispatch(self, event: ChangeEvent) -> None:
+        self.generation[event.channel] = self.generation.get(event.channel, 0) + 1
+        for listener in list(self.listeners.get(event.channel, ())):
+            listener.notify(event)
+
+    async def _replace_feed(self) -> None:
+        """A new feed subscribed to every channel; then every listener is told it may
+        have missed changes (nothing is silently lost)."""
+        delay = 0.1
+        while True:
+            try:
+                async with self._lock:
+                    old, self.feed = self.feed, self.backend.change_feed()
+                    with contextlib.suppress(Exception):
+                        await old.close()
+                    for channel in list(self.listeners):
+                        await self.feed.subscribe(channel)
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning("opening a new change feed failed (%s); retrying in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        for channel in list(self.listeners):
+            self._dispatch(ChangeEvent.missed(channel))
 
     async def close(self) -> None:
         if self._pump is not None:
@@ -129,7 +160,7 @@ class RowSubscription(Subscription):
         self.row_id = row_id
 
     def interested(self, events) -> bool:
-        return any(self.row_id in e.row_ids for e in events)
+        return any(e.gap or self.row_id in e.row_ids for e in events)
 
     def shown_ids(self) -> set[int]:
         return {self.row_id}
@@ -149,7 +180,7 @@ class RangeSubscription(Subscription):
         self.tracked = tracked
 
     def interested(self, events) -> bool:
-        return any(self.index in e.indexes or self.tracked.intersection(e.row_ids) for e in events)
+        return any(e.gap or self.index in e.indexes or self.tracked.intersection(e.row_ids) for e in events)
 
     def shown_ids(self) -> set[int]:
         return set(self.tracked)
@@ -158,8 +189,11 @@ class RangeSubscription(Subscription):
         rows = await broker.shared_read(
             (id(self.client), "range", self.index, self.bounds, self.limit, self.desc), self.channel,
             lambda: self.client.range(self.table.ref, self.index, self.bounds, self.limit, self.desc))
-        touched = {rid for e in events for rid in e.row_ids}
         current = {int(r.id): r for r in rows}
+        if any(e.gap for e in events):  # changes may have been missed: every row may differ
+            touched = set(current)
+        else:
+            touched = {rid for e in events for rid in e.row_ids}
         delta: dict = {}
         for rid in self.tracked - current.keys():
             delta[rid] = None

@@ -22,7 +22,7 @@ import hetu
 
 from ..common.tasks import cancel_and_wait
 from ..data.backend import Backend, SchemaMismatch
-from ..data.backend.worker_keeper import WorkerKeeper, WorkerLease
+from ..data.backend.worker_keeper import LEASE_SECONDS, WorkerKeeper, WorkerLease
 from ..endpoint import connection as connection_module
 from ..manager import ComponentTableManager
 from ..system.caller import SystemCaller
@@ -31,6 +31,7 @@ from ..system.future import FutureCallRunner, internal_context
 from .connection import ClientConnection
 from .pipeline import MessagePipeline
 from .state import ServerState
+from .watchdog import stop_watching, watch_workers
 
 logger = logging.getLogger("HeTu.root")
 
@@ -112,6 +113,8 @@ def create_app(config: dict) -> Sanic:
     app.register_listener(worker_start, "before_server_start")
     app.register_listener(worker_ready, "after_server_start")
     app.register_listener(worker_stop, "after_server_stop")
+    app.register_listener(watch_workers, "main_process_ready")
+    app.register_listener(stop_watching, "main_process_stop")
     return app
 
 
@@ -133,7 +136,8 @@ async def start_backends(state: ServerState) -> None:
 async def lease_worker_id(state: ServerState) -> None:
     first = next(iter(state.table_managers.values()))
     table = first.get_table(WorkerLease)
-    keeper = WorkerKeeper(table.backend, table.ref.instance_name, table.ref.cluster_id)
+    lease = float(state.config.get("WORKER_LEASE_SECONDS") or LEASE_SECONDS)
+    keeper = WorkerKeeper(table.backend, table.ref.instance_name, table.ref.cluster_id, lease_seconds=lease)
     while True:
         try:
             await keeper.acquire()

@@ -93,6 +93,41 @@ async def test_renew_detects_a_stolen_lease(leases):
         await a.renew()
 
 
+async def test_a_lost_lease_is_replaced_by_a_new_id(leases):
+    """The renewal loop must not go on using an id another process holds now."""
+    a = keeper(leases, "a")
+    await a.acquire()
+    async with leases.session(INSTANCE, 0) as s:
+        row = await s.using(WorkerLease).get(id=0)
+        row.node_id = "thief"
+        await s.using(WorkerLease).update(row)
+    a.start(interval=0.02)
+    try:
+        for _ in range(100):
+            if a.worker_id not in (None, 0):
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        await a.stop()
+    assert a.worker_id == 1
+    assert (await lease_row(leases, 1)).node_id == "a"
+    assert id_worker(SnowflakeID().next_id()) == 1
+
+
+async def test_a_short_lease_is_renewed_often_enough(leases):
+    a = WorkerKeeper(leases, INSTANCE, 0, node_id="a", lease_seconds=0.3)
+    await a.acquire()
+    a.start()
+    try:
+        for _ in range(6):
+            await asyncio.sleep(0.1)
+            assert (await lease_row(leases, 0)).expires_at > now_ms()
+    finally:
+        await a.stop()
+    with pytest.raises(ValueError, match="more than 0 seconds"):
+        WorkerKeeper(leases, INSTANCE, 0, lease_seconds=0)
+
+
 async def test_background_renewal_runs_until_stopped(leases):
     a = keeper(leases, "a")
     await a.acquire()

@@ -4,6 +4,8 @@ Systems return what the tests need to check their invariants, e.g. how many time
 were retried after a conflict (``ctx.race_count``).
 """
 
+import asyncio
+
 import numpy as np
 
 import hetu
@@ -170,3 +172,15 @@ async def disconnects(ctx, connection_id: int):
     """The callers ``on_disconnect`` ran as for this connection (one per run)."""
     rows = await ctx.repo[Disconnect].range(connection=(connection_id, connection_id), limit=100)
     return hetu.ResponseToClient([int(c) for c in rows.caller])
+
+
+@hetu.define_system(namespace=NS, components=(Account,), permission=EVERYBODY, force=True)
+async def slow_transfer(ctx, source: int, target: int, amount: int, pause: float):
+    """A transfer that takes ``pause`` seconds between its two writes (clients vanish meanwhile)."""
+    src = await ctx.repo[Account].get(number=source)
+    src.balance -= amount
+    await ctx.repo[Account].update(src)
+    await asyncio.sleep(pause)
+    dst = await ctx.repo[Account].get(number=target)
+    dst.balance += amount
+    await ctx.repo[Account].update(dst)

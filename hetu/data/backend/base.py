@@ -56,11 +56,22 @@ WriteSet = list[TableWrites]
 
 @dataclass(frozen=True)
 class ChangeEvent:
-    """A committed change to one table: the rows written and the indexes touched."""
+    """A committed change to one table: the rows written and the indexes touched.
+
+    ``gap`` marks the other kind of event: the feed lost its connection and is back, so
+    changes of the channel may have been missed meanwhile and anything may have changed
+    (listeners re-read all they show).
+    """
 
     channel: str
     row_ids: tuple[int, ...]
     indexes: tuple[str, ...]
+    gap: bool = False
+
+    @classmethod
+    def missed(cls, channel: str) -> ChangeEvent:
+        """The event that tells listeners of ``channel`` they may have missed changes."""
+        return cls(channel, (), (), gap=True)
 
     def encode(self) -> bytes:
         rows = ",".join(map(str, self.row_ids))

@@ -50,8 +50,12 @@ def make_node_id() -> str:
 class WorkerKeeper:
     """Acquires, renews and releases this process's worker-id lease."""
 
-    def __init__(self, backend: Backend, instance: str, cluster_id: int, node_id: str | None = None) -> None:
+    def __init__(self, backend: Backend, instance: str, cluster_id: int, node_id: str | None = None,
+                 lease_seconds: float = LEASE_SECONDS) -> None:
+        if lease_seconds <= 0:
+            raise ValueError(f"the worker id lease must last more than 0 seconds, not {lease_seconds}")
         self.backend = backend
+        self.lease_ms = int(lease_seconds * 1000)
         self.ref = TableReference(WorkerLease, instance, cluster_id)
         self.node_id = node_id or make_node_id()
         self.worker_id: int | None = None
@@ -76,13 +80,13 @@ class WorkerKeeper:
             lease = await repo.get(id=worker_id)
             if lease is None:
                 lease = WorkerLease.new_row(id_=worker_id)
-                lease.node_id, lease.expires_at, lease.last_timestamp = self.node_id, now + LEASE_SECONDS * 1000, now
+                lease.node_id, lease.expires_at, lease.last_timestamp = self.node_id, now + self.lease_ms, now
                 await repo.insert(lease)
                 return now
             if lease.node_id != self.node_id and lease.expires_at > now:
                 return None
             last = max(int(lease.last_timestamp), now)
-            lease.node_id, lease.expires_at, lease.last_timestamp = self.node_id, now + LEASE_SECONDS * 1000, last
+            lease.node_id, lease.expires_at, lease.last_timestamp = self.node_id, now + self.lease_ms, last
             await repo.update(lease)
             return last
 
@@ -112,7 +116,7 @@ class WorkerKeeper:
             lease = await repo.get(id=self.worker_id)
             if lease is None or lease.node_id != self.node_id:
                 raise LeaseLost(f"worker id {self.worker_id} is no longer leased by {self.node_id}")
-            lease.expires_at = now + LEASE_SECONDS * 1000
+            lease.expires_at = now + self.lease_ms
             lease.last_timestamp = max(int(lease.last_timestamp), SnowflakeID().last_timestamp, now)
             await repo.update(lease)
 
@@ -134,8 +138,11 @@ class WorkerKeeper:
         logger.info("released worker id %d (%s)", self.worker_id, self.node_id)
         self.worker_id = None
 
-    def start(self, interval: float = RENEW_SECONDS) -> None:
-        """Renew the lease every ``interval`` seconds in the background."""
+    def start(self, interval: float | None = None) -> None:
+        """Renew the lease every ``interval`` seconds in the background (default:
+        ``RENEW_SECONDS``, or a third of a shorter lease)."""
+        if interval is None:
+            interval = min(RENEW_SECONDS, self.lease_ms / 3000)
         if self._task is None:
             self._task = asyncio.create_task(self._keep_alive(interval), name="hetu-worker-lease")
 
@@ -144,14 +151,28 @@ class WorkerKeeper:
             task, self._task = self._task, None
             await cancel_and_wait(task)
 
+    async def _reacquire(self, interval: float) -> None:
+        while True:
+            try:
+                await self.acquire()
+                return
+            except Exception as exc:  # unreachable, or every id leased: keep trying
+                if cancel_requested():
+                    raise asyncio.CancelledError from None
+                logger.error("leasing a new worker id failed (%s); retrying", exc)
+                await asyncio.sleep(interval)
+
     async def _keep_alive(self, interval: float) -> None:
         while True:
             await asyncio.sleep(interval)
             try:
                 await self.renew()
             except LeaseLost:
-                logger.critical("worker id lease lost: %s", self.node_id)
-                raise
+                # another process holds the id now (this one could not renew it in time):
+                # using it further could repeat ids, so take a new one
+                logger.critical("worker id %s lease lost by %s; leasing a new id", self.worker_id, self.node_id)
+                self.worker_id = None
+                await self._reacquire(interval)
             except Exception:  # the database is unreachable: keep trying
                 if cancel_requested():  # the client library swallowed our stop()
                     raise asyncio.CancelledError from None

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisError
 
+from ....common.tasks import cancel_requested
 from ..base import ChangeEvent, ChangeFeed
 
+logger = logging.getLogger("HeTu.root")
+
 SUBSCRIBE_TIMEOUT = 10.0
+RECONNECT_MAX_SECONDS = 2.0
 
 
 class RedisChangeFeed(ChangeFeed):
@@ -46,18 +52,36 @@ class RedisChangeFeed(ChangeFeed):
             await self._pubsub.unsubscribe(channel)
 
     async def _read(self) -> None:
+        delay = 0.0
+        reconnected = False
         while not self._closed:
-            msg = await self._pubsub.get_message(timeout=None)
+            try:
+                msg = await self._pubsub.get_message(timeout=None)
+            except (ConnectionError, OSError, RedisError) as exc:
+                # redis-py reconnects and subscribes again on the next read; whatever was
+                # published meanwhile is lost, which the re-subscriptions announce below
+                if cancel_requested():
+                    raise asyncio.CancelledError from None
+                delay = min(max(delay * 2, 0.05), RECONNECT_MAX_SECONDS)
+                logger.warning("change feed connection lost (%s); reconnecting in %.2f s", exc, delay)
+                reconnected = True
+                await asyncio.sleep(delay)
+                continue
             if msg is None:
                 continue
+            delay = 0.0
             kind = msg["type"]
             if kind == "message":
                 channel = msg["channel"]
                 self._queue.put_nowait(ChangeEvent.decode(channel.decode(), msg["data"]))
             elif kind == "subscribe":
-                for fut in self._confirm.pop(msg["channel"], []):
+                waiting = self._confirm.pop(msg["channel"], [])
+                for fut in waiting:
                     if not fut.done():
                         fut.set_result(None)
+                if reconnected and not waiting:
+                    logger.info("change feed subscribed again to %s", msg["channel"].decode())
+                    self._queue.put_nowait(ChangeEvent.missed(msg["channel"].decode()))
 
     async def close(self) -> None:
         if self._closed:
