@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,26 @@ async def test_login_with_a_missing_argument_closes_the_connection(chat_server):
     with pytest.raises(ConnectionClosed):
         await client.call("user_login", 1001)
     await client.close()
+
+
+async def test_logging_in_again_elsewhere_keeps_the_user_online(chat_server):
+    """The old connection is kicked: it is closed, and its on_disconnect runs as anonymous,
+    so it does not mark the user (now online on the new connection) offline."""
+    old = await HeTuClient.connect(chat_server.url, auth_key=AUTH_KEY)
+    new = await HeTuClient.connect(chat_server.url, auth_key=AUTH_KEY)
+    try:
+        await old.call("user_login", 1010, "carol")
+        await new.call("user_login", 1010, "carol")
+        await asyncio.wait_for(old.wait_closed(), 5)  # closed at once by the release-mode server
+        await asyncio.sleep(0.3)  # its on_disconnect has run by now (nothing must come of it)
+        messages = await new.range("ChatMessage", "id", 0, BIG, limit=1024)
+        users = await new.range("OnlineUser", "owner", 1010, 1010)
+        assert await new.call("user_chat", "still here") == "ok"
+        async for change in messages:
+            if change.row and change.row["text"] == "still here":
+                break
+        assert [(u["name"], u["online"]) for u in users.rows_list()] == [("carol", 1)]
+        assert not [m for m in messages.rows_list() if m["text"] == "carol left the chat"]
+    finally:
+        await old.close()
+        await new.close()
