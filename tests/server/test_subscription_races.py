@@ -9,6 +9,7 @@ import pytest
 from hetu.data.backend import Backend, TableReference
 from hetu.data.backend.table import Table
 from hetu.endpoint.context import Context
+from hetu.server.state import ServerState
 from hetu.server.subscription import ConnectionSubscriptions
 from tests.backend.conftest import Item, create_tables
 from tests.conftest import BACKEND_KINDS
@@ -23,11 +24,17 @@ class FakeConnection:
         self.ctx.configure([], [], 100, 100)
         self.frames: asyncio.Queue = asyncio.Queue()
         self.instance = "pytest"
-        self.server = type("S", (), {"debug": 1, "brokers": {},
-                                     "table_managers": {"pytest": type("T", (), {"get_table": lambda _, n: table})()}})()
+        self.server = ServerState(config={}, namespace="pytest", pipeline=None, debug=1,
+                                  table_managers={"pytest": type("T", (), {"get_table": lambda _, n: table})()})
 
     async def push(self, frame, name=None):
         await self.frames.put(frame)
+
+    def reader_ctx(self):
+        return self.ctx
+
+    async def login_settled(self):
+        pass
 
 
 @pytest.mark.parametrize("kind", BACKEND_KINDS)
