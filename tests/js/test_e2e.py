@@ -146,3 +146,23 @@ async def test_session_reconnects_after_a_server_restart(server, db_path, script
         first.stop()
         if restarted is not None:
             restarted.stop()
+
+
+async def test_the_extra_frame_of_a_subscription_over_the_cap_does_not_shift_replies(tmp_path, scripts):
+    srv = ServerProcess(tmp_path, f"sqlite:///{tmp_path / 'caps.db'}", debug=True, MAX_ROW_SUBSCRIPTION=1)
+    try:
+        result = await (await scripts("overflow.mjs", srv.url)).result()
+        reader = await connect(srv)
+        try:
+            notes = {}
+            for name in ("nine", "ten"):
+                assert "value" in result[name], result[name]
+                row = await reader.get("Board", "id", as_int(result[name]["value"]))
+                notes[name] = row.row["note"]
+        finally:
+            await reader.close()
+    finally:
+        srv.stop()
+    assert result["secondRow"]["note"] == "b"
+    assert notes == {"nine": "nine", "ten": "ten"}  # each call got its own reply
+    assert result["unsolicited"] == [["sub", "fail", [{"id": 0, "info": "DEBUG MODE: server rejected the request."}]]]
