@@ -46,6 +46,7 @@ class HeTuClient:
         # pending requests in sending order: (future, reply transform run by the reader)
         self._waiting: collections.deque[tuple[asyncio.Future, Callable | None]] = collections.deque()
         self._live: dict[str, LiveSubscription] = {}
+        self._ended: set[str] = set()  # ids of live subscriptions ended by unsubscribe()
         self.updates: asyncio.Queue = asyncio.Queue()
         self.unsolicited: list = []  # frames that answered no pending request
         self._send_lock = asyncio.Lock()
@@ -114,7 +115,8 @@ class HeTuClient:
         sub_id, delta = frame[1], frame[2]
         live = self._live.get(sub_id)
         if live is None:
-            self.updates.put_nowait((sub_id, delta))
+            if sub_id not in self._ended:  # late pushes of an ended live object: dropped
+                self.updates.put_nowait((sub_id, delta))
         elif isinstance(delta, dict):
             live._apply(delta)
 
@@ -195,6 +197,7 @@ class HeTuClient:
                 return None
             if sub_id in self._live:  # the same query again: the server keeps one
                 return self._live[sub_id]
+            self._ended.discard(sub_id)
             target = live
             if target is None:
                 assert make is not None
@@ -210,6 +213,7 @@ class HeTuClient:
     async def _unsubscribe(self, live: LiveSubscription) -> None:
         if live.sub_id is not None and self._live.get(live.sub_id) is live:
             del self._live[live.sub_id]
+            self._ended.add(live.sub_id)
             if not self.closed:
                 await self.unsubscribe(live.sub_id)
         live._end()
@@ -243,8 +247,9 @@ class HeTuClient:
             self.updates.put_nowait(None)  # keep telling later callers
         return item
 
-    async def close(self) -> None:
-        """Close the connection; live subscriptions end."""
-        self.end_live_on_close = True
+    async def close(self, end_live: bool = True) -> None:
+        """Close the connection; live subscriptions end (unless ``end_live`` is false:
+        a session keeps them for its next connection)."""
+        self.end_live_on_close = end_live
         await self.ws.close()
         await self.wait_closed()

@@ -112,7 +112,7 @@ class HeTuSession:
             for live in list(self._subs):
                 await client._subscribe_live(live.request, live=live)
         except BaseException:
-            await client.close()
+            await client.close(end_live=False)  # the live objects already restored stay the session's
             raise
         self.client = client
         self.connections += 1

@@ -94,3 +94,56 @@ async def test_a_failing_first_login_is_raised(tmp_path):
     finally:
         await session.close()
         srv.stop()
+
+
+async def test_a_reconnect_failing_halfway_keeps_the_live_objects(tmp_path, monkeypatch):
+    """A reconnect that restored one subscription and then failed must not end it: the
+    next reconnect restores both, and both go on receiving pushes."""
+    from hetu.client import HeTuClient
+
+    srv = ServerProcess(tmp_path, f"sqlite:///{tmp_path / 'c.db'}")
+    session = HeTuSession(srv.url, auth_key=AUTH_KEY, min_delay=0.05, max_delay=0.2)
+    writer = await connect(srv)
+    real = HeTuClient._subscribe_live
+    failures = []
+
+    async def flaky(self, request, make=None, live=None):
+        if live is not None and live is second and not failures:
+            failures.append(request)
+            raise ConnectionClosed("the connection broke while restoring")
+        return await real(self, request, make, live)
+
+    try:
+        await session.start()
+        first = await session.range("Board", "owner", 820, 820, limit=10)
+        second = await session.range("Board", "owner", 821, 821, limit=10)
+        monkeypatch.setattr(HeTuClient, "_subscribe_live", flaky)
+        await session.client.ws.close()  # the session reconnects: restoring `second` fails once
+        await until(lambda: session.connections == 2, timeout=10)  # the failed attempt does not count
+        assert failures and not first.closed and not second.closed
+        a = await writer.call("post", 820, 1, "to first")
+        b = await writer.call("post", 821, 1, "to second")
+        await until(lambda: a in first.rows and b in second.rows)
+    finally:
+        await session.close()
+        await writer.close()
+        srv.stop()
+
+
+async def test_late_pushes_of_an_ended_live_object_are_dropped(tmp_path):
+    srv = ServerProcess(tmp_path, f"sqlite:///{tmp_path / 'd.db'}")
+    client, writer = await connect(srv), await connect(srv)
+    try:
+        live = await client.range("Board", "owner", 830, 830, limit=10)
+        await writer.call("post", 830, 1, "before")
+        await until(lambda: len(live.rows) == 1)
+        for n in range(5):  # each push is on its way while the live object ends
+            await writer.call("post", 830, n, "late")
+            await live.unsubscribe()
+            live = await client.range("Board", "owner", 830, 830, limit=10)
+        await live.unsubscribe()
+        assert await client.next_update(0.3) is None  # nothing piles up unread
+    finally:
+        await client.close()
+        await writer.close()
+        srv.stop()
