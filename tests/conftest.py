@@ -88,6 +88,15 @@ def redis_server(flavor: str) -> RedisServer:
     return _servers[flavor]
 
 
+def redis_binary() -> str:
+    """A ``redis-server`` (or ``valkey-server``) binary for tests that start their own;
+    skips when neither is installed."""
+    binary = find_server_binary("redis") or find_server_binary("valkey")
+    if binary is None:
+        pytest.skip("no redis-server or valkey-server binary installed")
+    return binary
+
+
 def find_postgres_bin_dir() -> str | None:
     """The directory of ``initdb`` and ``pg_ctl``: PATH first, then Debian's layout."""
     initdb = shutil.which("initdb")

@@ -12,7 +12,7 @@ import hetu
 from hetu.data.backend import Backend, TableReference
 from hetu.data.backend.redis import RedisBackendClient
 from tests.backend.conftest import INSTANCE
-from tests.conftest import RedisServer, find_server_binary
+from tests.conftest import RedisServer, redis_binary
 
 
 @hetu.define_component(namespace="pytest_rep", force=True)
@@ -22,9 +22,7 @@ class Wallet(hetu.BaseComponent):
 
 @pytest.fixture
 def master_and_replica():
-    binary = find_server_binary("redis") or find_server_binary("valkey")
-    if binary is None:
-        pytest.skip("no redis-server or valkey-server binary installed")
+    binary = redis_binary()
     master = RedisServer(binary)
     replica = RedisServer(binary, "--replicaof", "127.0.0.1", str(master.port))
     link = redis.Redis(port=replica.port)

@@ -28,6 +28,14 @@ async def lease_row(backend, worker_id):
         return await s.using(WorkerLease).get(id=worker_id)
 
 
+async def steal(backend, worker_id):
+    """Another process takes the lease (as after this one failed to renew in time)."""
+    async with backend.session(INSTANCE, 0) as s:
+        row = await s.using(WorkerLease).get(id=worker_id)
+        row.node_id = "thief"
+        await s.using(WorkerLease).update(row)
+
+
 async def test_processes_get_distinct_worker_ids(leases):
     a, b = keeper(leases, "a"), keeper(leases, "b")
     assert await a.acquire() == 0
@@ -85,10 +93,7 @@ async def test_renew_extends_the_lease_and_records_the_last_timestamp(leases):
 async def test_renew_detects_a_stolen_lease(leases):
     a = keeper(leases, "a")
     await a.acquire()
-    async with leases.session(INSTANCE, 0) as s:
-        row = await s.using(WorkerLease).get(id=0)
-        row.node_id = "thief"
-        await s.using(WorkerLease).update(row)
+    await steal(leases, 0)
     with pytest.raises(LeaseLost):
         await a.renew()
 
@@ -97,10 +102,7 @@ async def test_a_lost_lease_is_replaced_by_a_new_id(leases):
     """The renewal loop must not go on using an id another process holds now."""
     a = keeper(leases, "a")
     await a.acquire()
-    async with leases.session(INSTANCE, 0) as s:
-        row = await s.using(WorkerLease).get(id=0)
-        row.node_id = "thief"
-        await s.using(WorkerLease).update(row)
+    await steal(leases, 0)
     a.start(interval=0.02)
     try:
         for _ in range(100):

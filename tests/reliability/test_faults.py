@@ -17,7 +17,7 @@ import pytest
 import redis
 
 from hetu.client import CallFailed, ConnectionClosed, HeTuClient, HeTuSession
-from tests.conftest import find_server_binary, free_port, redis_server
+from tests.conftest import free_port, redis_binary, redis_server
 from tests.reliability.conftest import APP, NAMESPACE
 from tests.server.conftest import AUTH_KEY, ServerProcess
 
@@ -186,9 +186,7 @@ class RestartableRedis:
 
 @pytest.fixture
 def restartable_redis():
-    binary = find_server_binary("redis") or find_server_binary("valkey")
-    if binary is None:
-        pytest.skip("redis-server is not installed")
+    binary = redis_binary()
     server = RestartableRedis(binary)
     yield server
     server.remove()

@@ -7,7 +7,7 @@ import time
 import pytest
 import redis
 
-from tests.conftest import RedisServer, find_server_binary
+from tests.conftest import RedisServer, redis_binary
 from tests.server.conftest import ServerProcess
 from tests.server.test_subscriptions import connect, has, next_delta
 
@@ -29,9 +29,7 @@ def _reads(r: redis.Redis) -> int:
 
 @pytest.fixture(scope="module")
 def replicated(tmp_path_factory):
-    binary = find_server_binary("redis") or find_server_binary("valkey")
-    if binary is None:
-        pytest.skip("no redis-server or valkey-server binary installed")
+    binary = redis_binary()
     master = RedisServer(binary)
     replica = RedisServer(binary, "--replicaof", "127.0.0.1", str(master.port))
     _wait_for_link(redis.Redis(port=replica.port))
