@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
 import numpy as np
 import pytest
 import redis
@@ -91,3 +97,38 @@ async def filled(backend, session):
             row.model = i * 0.1
             await repo.insert(row)
     return backend
+
+
+_WRITER = textwrap.dedent(
+    """
+    import asyncio, sys
+    sys.path.insert(0, {root!r})
+    from hetu.common.snowflake_id import SnowflakeID
+    from hetu.data.backend import Backend
+    from tests.backend.conftest import INSTANCE, Item
+
+    async def main():
+        SnowflakeID().init(7, 0)
+        backend = Backend.from_url({url!r})
+        await backend.open()
+        async with backend.session(INSTANCE, 1) as s:
+            row = Item.new_row()
+            row.name, row.time = "fromproc", 77
+            await s.using(Item).insert(row)
+        print(int(row.id))
+        await backend.close()
+
+    asyncio.run(main())
+    """
+)
+
+
+async def insert_from_another_process(url: str) -> int:
+    """Insert an ``Item`` (name "fromproc", time 77) from a separate Python process
+    connected to ``url``; returns its id."""
+    script = _WRITER.format(root=str(Path(__file__).parents[2]), url=url)
+    done = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return int(done.stdout.strip())

@@ -26,7 +26,15 @@ from hetu.data.backend import (
 from hetu.data.backend.postgres import PostgresBackendClient
 from hetu.data.backend.postgres.events import MAX_PAYLOAD_BYTES, split_event
 from hetu.data.backend.postgres.schema import column_type, short_name, table_name
-from tests.backend.conftest import INSTANCE, Counter, Item, Keyed, create_tables, open_backend
+from tests.backend.conftest import (
+    INSTANCE,
+    Counter,
+    Item,
+    Keyed,
+    create_tables,
+    insert_from_another_process,
+    open_backend,
+)
 from tests.conftest import free_port, postgres_server
 
 ROOT = Path(__file__).parents[2]
@@ -382,40 +390,11 @@ async def test_a_lost_feed_connection_surfaces_from_get(pg_backend):
         await feed.close()
 
 
-WRITER = textwrap.dedent(
-    """
-    import asyncio, sys
-    sys.path.insert(0, {root!r})
-    from hetu.common.snowflake_id import SnowflakeID
-    from hetu.data.backend import Backend
-    from tests.backend.conftest import INSTANCE, Item
-
-    async def main():
-        SnowflakeID().init(7, 0)
-        backend = Backend.from_url({url!r})
-        await backend.open()
-        async with backend.session(INSTANCE, 1) as s:
-            row = Item.new_row()
-            row.name, row.time = "fromproc", 77
-            await s.using(Item).insert(row)
-        print(int(row.id))
-        await backend.close()
-
-    asyncio.run(main())
-    """
-)
-
-
 async def test_change_events_reach_another_process(pg_backend):
     feed = pg_backend.change_feed()
     await feed.subscribe(pg_backend.change_channel(ITEM))
     try:
-        script = WRITER.format(root=str(ROOT), url=pg_backend.master.url)
-        done = await asyncio.to_thread(
-            subprocess.run, [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
-        )
-        assert done.returncode == 0, done.stderr
-        row_id = int(done.stdout.strip())
+        row_id = await insert_from_another_process(pg_backend.master.url)
         event = await feed.get(timeout=5)
         assert event is not None and event.row_ids == (row_id,)
     finally:
