@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from hetu.client import ConnectionClosed, HeTuClient
-from tests.conftest import redis_server
+from tests.conftest import postgres_server, redis_server
 from tests.server.conftest import AUTH_KEY, ServerProcess
 
 BIG = 2**63 - 1
@@ -247,11 +247,14 @@ async def test_thousand_subscribers_all_receive_an_insert(server):
             await client.close()
 
 
-@pytest.fixture(params=["sqlite", "redis"])
-def shared_db(request, tmp_path):
-    """One database for several server processes: a SQLite file or a Redis server."""
+@pytest.fixture(params=["sqlite", "redis", "postgres"])
+async def shared_db(request, tmp_path):
+    """One database for several server processes: a SQLite file, a Redis server or a
+    PostgreSQL schema."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'shared.db'}"
+    if request.param == "postgres":
+        return await postgres_server().fresh_schema_url()
     url = redis_server("redis").url()
     redis.Redis.from_url(url).flushdb()
     return url
@@ -267,6 +270,8 @@ async def test_writes_through_one_server_process_reach_subscribers_of_another(tm
         sub_id, _ = await reader.subscribe_range("Board", "owner", 500, 500, 10)
         row_id = await writer.call("post", 500, 1, "cross")
         await next_delta(reader, sub_id, has(row_id, note="cross"))
+        await writer.call("remove", row_id)
+        await next_delta(reader, sub_id, lambda d: row_id in d and d[row_id] is None)
         await reader.close()
         await writer.close()
         assert "worker id 0" in first.logs() and "worker id 1" in second.logs()
@@ -285,6 +290,9 @@ async def test_two_workers_lease_distinct_ids_and_share_pushes(tmp_path, shared_
         row_id = await clients[0].call("post", 600, 1, "w")
         for client, sub_id in subs:
             await next_delta(client, sub_id, has(row_id, note="w"))
+        await clients[1].call("edit", row_id, 2, "edited")
+        for client, sub_id in subs:
+            await next_delta(client, sub_id, has(row_id, score=2, note="edited"))
         for client in clients:
             await client.close()
     finally:
