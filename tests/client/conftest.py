@@ -1,19 +1,9 @@
-"""Server processes for the client tests (the gateway tests' app)."""
+"""Server processes for the client tests: the gateway tests' app and fixtures."""
 
 from __future__ import annotations
 
-import pytest
-
 from hetu.client import HeTuClient
-from tests.server.conftest import AUTH_KEY, ServerProcess
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("client-srv")
-    srv = ServerProcess(tmp, f"sqlite:///{tmp / 'srv.db'}")
-    yield srv
-    srv.stop()
+from tests.server.conftest import AUTH_KEY, server  # noqa: F401 - the module-scoped server fixture
 
 
 async def connect(srv) -> HeTuClient:
