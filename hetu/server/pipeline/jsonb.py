@@ -10,7 +10,12 @@ from .layer import MessageProcessLayer
 
 
 class JSONBinaryLayer(MessageProcessLayer, alias="jsonb"):
-    """Python objects <-> MessagePack bytes (lists/dicts at the top level)."""
+    """Python objects <-> MessagePack bytes (lists/dicts at the top level).
+
+    A decoded message nested deeper than ``max_depth`` arrays/maps is undecodable (the
+    server drops the connection): the values reach app code, logging and ``repr``,
+    which recurse, and msgpack itself stops at about 1,000 levels anyway.
+    """
 
     handshake_required = False
 
@@ -32,4 +37,19 @@ class JSONBinaryLayer(MessageProcessLayer, alias="jsonb"):
             raise ValueError(f"undecodable message: {exc}") from None
         if not isinstance(value, (list, dict)):
             raise ValueError(f"a message must be a msgpack array or map, got {type(value).__name__}")
+        if _depth_exceeds(value, self.max_depth):
+            raise ValueError(f"undecodable message: nested deeper than {self.max_depth} levels")
         return value
+
+
+def _depth_exceeds(value: list | dict, max_depth: int) -> bool:
+    """Whether arrays/maps nest more than ``max_depth`` levels (``value`` is level 1);
+    iterative, so a deep value cannot exhaust the stack here."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > max_depth:
+            return True
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (list, dict)))
+    return False

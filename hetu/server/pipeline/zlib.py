@@ -12,7 +12,13 @@ from typing import Any
 
 from .layer import HandshakeError, MessageProcessLayer
 
-MAX_INFLATED = 16 * 1024 * 1024
+# The largest message one side accepts once inflated. A few KiB of deflate inflate to
+# MiBs, and MessagePack turns each byte of e.g. empty arrays into a 64-byte Python
+# object, so what a server accepts from a client is bounded like a websocket frame
+# (Sanic's default WEBSOCKET_MAX_SIZE); a client accepts larger server messages (the
+# initial rows of a big range subscription).
+MAX_CLIENT_MESSAGE = 1024 * 1024
+MAX_SERVER_MESSAGE = 16 * 1024 * 1024
 # Compressor memory per connection: zlib's default (8) costs about 100 KiB for every
 # open connection; 4 costs about a quarter of that. The stream stays standard deflate
 # (any inflater reads it), only slightly larger.
@@ -37,23 +43,31 @@ def build_dictionary(components) -> bytes:
 class ZlibContext:
     compressor: Any
     decompressor: Any
+    max_inflated: int = MAX_SERVER_MESSAGE
 
 
 class ZlibLayer(MessageProcessLayer, alias="zlib"):
+    """``max_inflated``: the largest message this side accepts once inflated (a larger
+    one is undecodable, so a server drops the connection); by default
+    ``MAX_CLIENT_MESSAGE`` on a server, ``MAX_SERVER_MESSAGE`` on a client. In
+    ``PACKET_LAYERS``: ``{type: zlib, level: 1, max_inflated: 4194304}``."""
+
     def __init__(self, level: int = 1, wbits: int = zlib.MAX_WBITS, dictionary: bytes | None = None,
-                 max_inflated: int = MAX_INFLATED) -> None:
+                 max_inflated: int | None = None) -> None:
         self.level = level
         self.wbits = wbits
         self.dictionary = dictionary
         self.max_inflated = max_inflated
 
-    def _context(self, zdict: bytes) -> ZlibContext:
+    def _context(self, zdict: bytes, max_inflated: int) -> ZlibContext:
         if zdict:
             return ZlibContext(
                 zlib.compressobj(self.level, zlib.DEFLATED, self.wbits, MEM_LEVEL, zdict=zdict),
                 zlib.decompressobj(self.wbits, zdict=zdict),
+                max_inflated,
             )
-        return ZlibContext(zlib.compressobj(self.level, zlib.DEFLATED, self.wbits, MEM_LEVEL), zlib.decompressobj(self.wbits))
+        return ZlibContext(zlib.compressobj(self.level, zlib.DEFLATED, self.wbits, MEM_LEVEL),
+                           zlib.decompressobj(self.wbits), max_inflated)
 
     def server_dictionary(self) -> bytes:
         if self.dictionary is None:
@@ -64,12 +78,12 @@ class ZlibLayer(MessageProcessLayer, alias="zlib"):
 
     def handshake(self, client_hello: bytes) -> tuple[ZlibContext, bytes]:
         zdict = self.server_dictionary()
-        return self._context(zdict), zdict
+        return self._context(zdict, self.max_inflated or MAX_CLIENT_MESSAGE), zdict
 
     def client_handshake(self, pending: Any, server_reply: bytes) -> ZlibContext:
         if not isinstance(server_reply, (bytes, bytearray)):
             raise HandshakeError("the zlib handshake reply must be bytes")
-        return self._context(bytes(server_reply))
+        return self._context(bytes(server_reply), self.max_inflated or MAX_SERVER_MESSAGE)
 
     def encode(self, ctx: ZlibContext | None, data: bytes) -> bytes:
         if ctx is None:
@@ -79,7 +93,7 @@ class ZlibLayer(MessageProcessLayer, alias="zlib"):
     def decode(self, ctx: ZlibContext | None, data: bytes) -> bytes:
         if ctx is None:
             return data
-        out = ctx.decompressor.decompress(data, self.max_inflated)
+        out = ctx.decompressor.decompress(data, ctx.max_inflated)
         if ctx.decompressor.unconsumed_tail:
-            raise ValueError(f"a message inflates beyond {self.max_inflated} bytes")
+            raise ValueError(f"a message inflates beyond {ctx.max_inflated} bytes")
         return out
