@@ -27,6 +27,13 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("HeTu.root")
 
+INT64 = np.iinfo(np.int64)
+# A string value or bound of a subscription may be this long, or one longer than its
+# column's width: a range subscription keeps its bounds (and its id, which spells them
+# out) while it lasts, so megabyte bounds times the subscription cap would pin a lot of
+# memory per connection.
+MAX_BOUND_LENGTH = 1024
+
 
 def row_to_wire(row: np.record) -> dict:
     """A row as the client sees it: plain values, no ``_version``."""
@@ -207,6 +214,28 @@ class RangeSubscription(Subscription):
         return delta
 
 
+def _check_length(comp, index: str, value: Any) -> None:
+    """A string value or bound longer than ``MAX_BOUND_LENGTH`` (and its column) is a
+    protocol violation."""
+    from .connection import ProtocolViolation
+
+    if not isinstance(value, (str, bytes)) or len(value) <= MAX_BOUND_LENGTH:
+        return
+    dt = comp.dtype_map_.get(index)
+    width = dt.itemsize // (4 if dt.kind == "U" else 1) if dt is not None and dt.kind in "US" else 0
+    if len(value) > width + 1:  # one more for a leading "(" or "["
+        raise ProtocolViolation(f"sub: a bound of {comp.name_}.{index} is {len(value)} long")
+
+
+def _beyond_column(dt: np.dtype, value: Any) -> bool:
+    """``value`` is a number an integer column cannot hold (range bounds are clamped to
+    the column, an equality must not be)."""
+    if dt.kind not in "iu" or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    info = np.iinfo(dt)
+    return not info.min <= value <= info.max
+
+
 class ConnectionSubscriptions:
     """The subscriptions of one connection."""
 
@@ -367,17 +396,26 @@ class ConnectionSubscriptions:
             raise ProtocolViolation(f"{comp.name_} has no index {index!r:.40}")
         if not self._readable(comp):
             return await self.conn.push(["sub", None, None])
+        _check_length(comp, index, value)
+        try:
+            if index == "id":
+                row_id, bounds = int(value), None
+                beyond = not INT64.min <= row_id <= INT64.max
+            else:
+                row_id, bounds = None, normalize_bounds(comp, index, value)
+                beyond = _beyond_column(comp.dtype_map_[index], value)
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise ProtocolViolation(f"bad sub get: {exc}") from None
+        if beyond:  # no row holds a value its column cannot hold
+            return await self.conn.push(["sub", None, None])
         client = table.backend.servant
         await self._subscribe_first(table, client)
         with self._opening_window() as seen:
-            try:
-                if index == "id":
-                    row = await client.get(table.ref, int(value))
-                else:
-                    rows = await client.range(table.ref, index, normalize_bounds(comp, index, value), 1, False)
-                    row = rows[0] if len(rows) else None
-            except (ValueError, TypeError) as exc:
-                raise ProtocolViolation(f"bad sub get: {exc}") from None
+            if bounds is None:
+                row = await client.get(table.ref, row_id)
+            else:
+                rows = await client.range(table.ref, index, bounds, 1, False)
+                row = rows[0] if len(rows) else None
         if row is None or not self.conn.reader_ctx().rls_check(comp, row):
             return await self.conn.push(["sub", None, None])
         sub_id = f"{comp.name_}.id[{int(row.id)}:None:1][:1]"
@@ -392,6 +430,10 @@ class ConnectionSubscriptions:
         comp = table.comp_cls
         if not isinstance(limit, int) or isinstance(limit, bool) or not isinstance(desc, bool):
             raise ProtocolViolation("sub range: limit must be an int and desc a bool")
+        if not INT64.min <= limit <= INT64.max:
+            raise ProtocolViolation(f"sub range: limit {limit} does not fit 64 bits")
+        _check_length(comp, index, left)
+        _check_length(comp, index, right)
         try:
             bounds = normalize_bounds(comp, index, left, right)
         except (ValueError, TypeError) as exc:

@@ -33,7 +33,7 @@ def _coerce(comp_name: str, index: str, dt: np.dtype, value: Any, is_low: bool) 
     if dt.kind in ("U", "S"):
         if not isinstance(value, (str, bytes)):
             raise ValueError(
-                f"{where} is a string index: bounds must be str or bytes, got {value!r}"
+                f"{where} is a string index: bounds must be str or bytes, got {value!r:.80}"
             )
         if dt.kind == "U" and isinstance(value, bytes):
             return value.decode("utf-8"), True
@@ -47,11 +47,11 @@ def _coerce(comp_name: str, index: str, dt: np.dtype, value: Any, is_low: bool) 
             try:
                 value = float(value)
             except ValueError:
-                raise ValueError(f"{where} is a numeric index: cannot use bound {value!r}") from None
+                raise ValueError(f"{where} is a numeric index: cannot use bound {value!r:.80}") from None
     if isinstance(value, bool):
         value = int(value)
     if not isinstance(value, (int, float)):
-        raise ValueError(f"{where}: bound {value!r} is not a number")
+        raise ValueError(f"{where}: bound {value!r:.80} is not a number")
     if isinstance(value, float) and math.isnan(value):
         raise ValueError(f"{where}: NaN is not a valid bound")
     if dt.kind == "f":
@@ -91,8 +91,8 @@ def normalize_bounds(comp, index: str, left: Any, right: Any = None) -> Bounds:
     high_inc = high_inc or not high_exact
     if high < low:
         raise ValueError(
-            f"{comp.name_}.{index}: range bounds are reversed (right={right!r} is below "
-            f"left={left!r}); pass the low bound first and use desc=True for descending order"
+            f"{comp.name_}.{index}: range bounds are reversed (right={right!r:.80} is below "
+            f"left={left!r:.80}); pass the low bound first and use desc=True for descending order"
         )
     empty = high == low and not (low_inc and high_inc)
     return Bounds(low, high, low_inc, high_inc, empty)
