@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import reprlib
 import time
 from typing import Any
 
@@ -16,6 +17,14 @@ from .response import RejectResponse
 
 logger = logging.getLogger("HeTu.root")
 replay = logging.getLogger("HeTu.replay")
+
+# Names and arguments come from the client: a log line shows a bounded excerpt (a
+# megabyte-long name or a deeply nested argument must not become a megabyte-long or
+# failing log line).
+_brief = reprlib.Repr()
+_brief.maxlevel = 3
+_brief.maxstring = _brief.maxother = 80
+_brief.maxlist = _brief.maxtuple = _brief.maxdict = _brief.maxset = 8
 
 
 class EndpointExecutor:
@@ -46,7 +55,7 @@ class EndpointExecutor:
         ctx = self.context
         ep = EndpointDefines().get_endpoint(endpoint, self.namespace) if isinstance(endpoint, str) else None
         if ep is None:
-            self._reject(f"[Rejected] {ctx} called unknown endpoint {endpoint!r}")
+            self._reject(f"[Rejected] {ctx} called unknown endpoint {_brief.repr(endpoint)}")
             return None
         perm = ep.permission
         if perm == Permission.EVERYBODY:
@@ -74,7 +83,8 @@ class EndpointExecutor:
         try:
             return True, await ep.func(ctx, *args)
         except Exception as exc:  # the client only learns that the call failed
-            message = f"[Failed] {ctx} | {ep.name}{args}: {type(exc).__name__}: {exc}"
+            message = (f"[Failed] {ctx} | {ep.name}{_brief.repr(args)}: "
+                       f"{type(exc).__name__}: {str(exc):.200}")
             replay.info(message)
             logger.exception(message)
             return False, f"{type(exc).__name__}: {exc}"
