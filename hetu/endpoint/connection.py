@@ -85,15 +85,18 @@ async def elevate(ctx, user_id: int, kick_logged_in: bool = True) -> tuple[bool,
     Another connection logged in as the same user is kicked (its next call closes it)
     when ``kick_logged_in`` is true or it has been idle longer than
     ``ENDPOINT_CALL_IDLE_TIMEOUT``; otherwise the login is refused with
-    ``USER_ALREADY_LOGGED_IN``. On success ``ctx.caller`` is set, send limits grow ×10
-    and subscription caps ×50. This is a transaction of its own: it is not undone when
-    the calling system's transaction is.
+    ``USER_ALREADY_LOGGED_IN``; user id 0 (anonymous) is refused with ``INVALID_USER_ID``.
+    On success ``ctx.caller`` is set, send limits grow ×10 and subscription caps ×50.
+    This is a transaction of its own: it is not undone when the calling system's
+    transaction is.
     """
     if not ctx.connection_id:
         raise AssertionError("elevate needs an initialised connection (ctx.connection_id is 0)")
     if ctx.caller:
         return False, "CURRENT_CONNECTION_ALREADY_ELEVATED"
     user_id = int(user_id)
+    if user_id == 0:  # the anonymous caller: "logging in" as it would only raise the limits
+        return False, "INVALID_USER_ID"
     table = _table(ctx.systems.tbl_mgr)
     async for attempt in table.session().retry(5):
         async with attempt as s:
