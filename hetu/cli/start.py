@@ -11,7 +11,8 @@ import click
 from ..data.backend import backend_type_of_url
 
 
-def config_from_flags(app_file, namespace, instance, db, port, workers, debug, authkey, cert) -> dict:
+def config_from_flags(app_file, namespace, instance, db, port, workers, debug, authkey, cert,
+                      static_dir=None) -> dict:
     kind = backend_type_of_url(db)
     config = {
         "APP_FILE": app_file,
@@ -29,6 +30,8 @@ def config_from_flags(app_file, namespace, instance, db, port, workers, debug, a
     }
     if cert:
         config["CERT_CHAIN"] = cert
+    if static_dir:
+        config["STATIC_DIR"] = static_dir
     return config
 
 
@@ -43,9 +46,10 @@ def load_config_file(path: str) -> dict:
     except (yaml.YAMLError, ValueError, OSError) as exc:
         raise click.ClickException(f"cannot load the config file {path}: {exc}") from None
     base = os.path.dirname(os.path.abspath(path))
-    app_file = config.get("APP_FILE")
-    if app_file and not os.path.isabs(app_file):
-        config["APP_FILE"] = os.path.join(base, app_file)
+    for key in ("APP_FILE", "STATIC_DIR"):
+        value = config.get(key)
+        if value and isinstance(value, str) and not os.path.isabs(value):
+            config[key] = os.path.join(base, value)
     for backend in (config.get("BACKENDS") or {}).values():
         master = backend.get("master", "")
         # a relative SQLite file is relative to the config file, like APP_FILE
@@ -98,7 +102,9 @@ def serve(config: dict) -> None:
 @click.option("--debug", is_flag=True, help="Debug mode: failed calls get an `err` frame instead of a disconnect.")
 @click.option("--authkey", default="", help="Auth key clients must sign their hello with (empty: any client).")
 @click.option("--cert", default=None, help="TLS certificate directory, or 'auto' for a self-signed one.")
-def start(config_path, app_file, namespace, instance, db, port, workers, debug, authkey, cert) -> None:
+@click.option("--static-dir", default=None,
+              help="A directory of files to serve at /web/ (index.html for the directory), e.g. a web client.")
+def start(config_path, app_file, namespace, instance, db, port, workers, debug, authkey, cert, static_dir) -> None:
     """Serve an app over websocket: `hetu start --app-file=./src/app.py --namespace=Chat
     --instance=dev --db=sqlite:///./chat.db`, or `hetu start --config=./config.yml`."""
     if config_path:
@@ -106,8 +112,15 @@ def start(config_path, app_file, namespace, instance, db, port, workers, debug, 
     else:
         if not namespace or not instance:
             raise click.UsageError("--namespace and --instance are required without --config")
-        config = config_from_flags(app_file, namespace, instance, db, port, workers, debug, authkey, cert)
+        config = config_from_flags(app_file, namespace, instance, db, port, workers, debug, authkey, cert,
+                                   static_dir)
     for key in ("NAMESPACE", "INSTANCES", "BACKENDS"):
         if not config.get(key):
             raise click.UsageError(f"the configuration lacks {key}")
+    from ..server.web import StaticConfigError, static_settings
+
+    try:  # before any worker starts: each would fail the same way
+        static_settings(config)
+    except StaticConfigError as exc:
+        raise click.ClickException(str(exc)) from None
     serve(config)

@@ -1,4 +1,4 @@
-"""The Sanic application: health route, websocket route and the worker lifecycle.
+"""The Sanic application: health route, websocket route, static files and the worker lifecycle.
 
 :func:`create_app` is the app factory every worker process runs: it loads the app
 file, builds clusters and endpoints, and registers listeners that open the backends,
@@ -11,12 +11,15 @@ import asyncio
 import importlib.util
 import logging
 import logging.config
+import re
 import sys
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from sanic import Sanic, response
+from sanic.exceptions import NotFound
 
 import hetu
 
@@ -37,6 +40,8 @@ logger = logging.getLogger("HeTu.root")
 
 APP_MODULE = "HeTuApp"
 DEFAULT_MAX_SIZE = 2**20
+DEFAULT_STATIC_URL = "/web"
+STATIC_URL_FORM = re.compile(r"(/[A-Za-z0-9._~-]+)+")
 
 
 def load_app_file(path: str | Path) -> Any:
@@ -58,6 +63,73 @@ def load_app_file(path: str | Path) -> Any:
     return module
 
 
+class StaticConfigError(ValueError):
+    """``STATIC_DIR`` or ``STATIC_URL`` cannot be served."""
+
+
+def static_settings(config: dict) -> tuple[Path, str] | None:
+    """The directory (resolved) and URL prefix of ``STATIC_DIR`` and ``STATIC_URL``, or
+    None when ``STATIC_DIR`` is not set. A relative ``STATIC_DIR`` is relative to the
+    working directory here; ``hetu start`` makes it relative to the config file first.
+
+    ``static_settings({"STATIC_DIR": "/srv/chat/web"})`` is ``(Path("/srv/chat/web"), "/web")``.
+    """
+    if not config.get("STATIC_DIR"):
+        return None
+    directory = Path(config["STATIC_DIR"])
+    if not directory.is_dir():
+        raise StaticConfigError(
+            f"STATIC_DIR {directory.absolute()} is not a directory: create it, or remove STATIC_DIR "
+            "(--static-dir) to serve no files")
+    prefix = "/" + str(config.get("STATIC_URL") or DEFAULT_STATIC_URL).strip("/")
+    if not STATIC_URL_FORM.fullmatch(prefix):
+        raise StaticConfigError(
+            f"STATIC_URL {prefix!r} is not a URL path prefix such as /web "
+            "(letters, digits and . _ ~ - between slashes; not / itself)")
+    if prefix == "/hetu" or prefix.startswith("/hetu/"):
+        raise StaticConfigError(
+            f"STATIC_URL {prefix!r} overlaps the websocket route /hetu/<instance>: choose another, such as /web")
+    return directory.resolve(), prefix
+
+
+def find_static_file(directory: Path, relative: str) -> Path | None:
+    """What the decoded URL path ``relative`` names under ``directory`` (resolved), or
+    None when nothing does or it would lie outside it: ``..`` and hidden names
+    (``.git``, ``.env``) are refused, and so are symbolic links leading out.
+
+    ``find_static_file(Path("/srv/web"), "css/site.css")`` is ``Path("/srv/web/css/site.css")``
+    when that file exists; ``find_static_file(Path("/srv/web"), "../secret")`` is None.
+    """
+    parts = [part for part in relative.split("/") if part]
+    if any(part.startswith(".") or "\\" in part or "\0" in part for part in parts):
+        return None
+    target = directory.joinpath(*parts).resolve()
+    if not target.is_relative_to(directory) or not target.exists():
+        return None
+    return target
+
+
+def add_static_routes(app: Sanic, directory: Path, prefix: str) -> None:
+    """Serve the files under ``directory`` at ``prefix/...``; a directory's URL serves
+    its ``index.html``. Anything else is a 404."""
+
+    async def static_file(request, path: str = ""):
+        found = find_static_file(directory, unquote(path))
+        if found is not None and found.is_dir():
+            if not request.path.endswith("/"):
+                # the page's relative links resolve against the URL ending in "/"
+                query = f"?{request.query_string}" if request.query_string else ""
+                return response.redirect(f"{request.path}/{query}", status=308)
+            found = found / "index.html"
+        if found is None or not found.is_file():
+            raise NotFound(f"{request.path} not found")
+        return await response.file(found, request_headers=request.headers)
+
+    for uri, name in ((prefix, "static_prefix"), (f"{prefix}/", "static_index"),
+                      (f"{prefix}/<path:path>", "static")):
+        app.add_route(static_file, uri, methods=["GET", "HEAD"], name=name, strict_slashes=True)
+
+
 def configure_logging(config: dict) -> None:
     """``LOGGING`` (a logging.dictConfig) when given, else plain lines on stderr.
 
@@ -74,6 +146,7 @@ def configure_logging(config: dict) -> None:
 def create_app(config: dict) -> Sanic:
     """Build the server for ``config`` (upper-case keys, as in config.yml)."""
     configure_logging(config)
+    static = static_settings(config)
     if config.get("APP_FILE"):
         load_app_file(config["APP_FILE"])
     namespace = config["NAMESPACE"]
@@ -110,6 +183,8 @@ def create_app(config: dict) -> Sanic:
 
     app.add_route(health, "/", name="health")
     app.add_websocket_route(websocket, "/hetu/<instance>", name="hetu")
+    if static is not None:
+        add_static_routes(app, *static)
     app.register_listener(worker_start, "before_server_start")
     app.register_listener(worker_ready, "after_server_start")
     app.register_listener(worker_stop, "after_server_stop")
