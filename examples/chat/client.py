@@ -24,8 +24,15 @@ import threading
 import time
 from collections.abc import Sequence
 
-from hetu.client import CallFailed, CallRejected, ConnectionClosed, HeTuClient, HeTuSession, LiveRange
-from hetu.server.pipeline import HandshakeError
+from hetu.client import (
+    CallFailed,
+    CallRejected,
+    ConnectionClosed,
+    HandshakeRefused,
+    HeTuClient,
+    HeTuSession,
+    LiveRange,
+)
 
 DEFAULT_URL = "ws://127.0.0.1:2466/hetu/dev"
 DEFAULT_AUTH_KEY = "password123"
@@ -266,12 +273,12 @@ def check_name(name: str) -> str | None:
     return None
 
 
-STARTUP_ERRORS = (ConnectionClosed, HandshakeError, CallFailed, CallRejected, OSError)
+STARTUP_ERRORS = (ConnectionClosed, CallFailed, CallRejected, OSError)
 
 
 def startup_error(exc: Exception, url: str, name: str) -> str:
     """One line saying why joining the chat failed and what to check."""
-    if isinstance(exc, HandshakeError):
+    if isinstance(exc, HandshakeRefused):
         return f"{url} refused the handshake: check --auth-key (it must equal the server's auth_key)"
     if isinstance(exc, ConnectionClosed) and exc.__cause__ is not None:  # no websocket at all
         return f"{exc} (is the server running there? check --url)"

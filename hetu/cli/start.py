@@ -123,4 +123,7 @@ def start(config_path, app_file, namespace, instance, db, port, workers, debug, 
         static_settings(config)
     except StaticConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    app_file = config.get("APP_FILE")
+    if app_file and not os.path.isfile(app_file):
+        raise click.ClickException(f"the app file {app_file} does not exist (check --app-file / APP_FILE)")
     serve(config)

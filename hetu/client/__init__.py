@@ -17,7 +17,7 @@
 """
 
 from .connection import HeTuClient, default_pipeline
-from .errors import CallFailed, CallRejected, ConnectionClosed
+from .errors import CallFailed, CallRejected, ConnectionClosed, HandshakeRefused
 from .live import Change, LiveRange, LiveRow, LiveSubscription
 from .session import HeTuSession
 
@@ -26,6 +26,7 @@ __all__ = [
     "CallRejected",
     "Change",
     "ConnectionClosed",
+    "HandshakeRefused",
     "HeTuClient",
     "HeTuSession",
     "LiveRange",

@@ -15,8 +15,8 @@ from typing import Any
 
 import websockets
 
-from ..server.pipeline import CryptoLayer, JSONBinaryLayer, MessagePipeline, ZlibLayer
-from .errors import CallFailed, CallRejected, ConnectionClosed
+from ..server.pipeline import CryptoLayer, HandshakeError, JSONBinaryLayer, MessagePipeline, ZlibLayer
+from .errors import CallFailed, CallRejected, ConnectionClosed, HandshakeRefused
 from .live import LiveRange, LiveRow, LiveSubscription
 
 
@@ -73,7 +73,11 @@ class HeTuClient:
         except (websockets.ConnectionClosed, TimeoutError) as exc:
             await ws.close()
             raise ConnectionClosed(f"the server closed the connection during the handshake: {exc}") from None
-        ctxs = pipeline.client_handshake(pending, reply)
+        try:
+            ctxs = pipeline.client_handshake(pending, reply)
+        except (HandshakeError, ValueError) as exc:
+            await ws.close()
+            raise HandshakeRefused(f"{url} refused the handshake ({exc}): check the auth key") from None
         return cls(ws, pipeline, ctxs)
 
     async def wait_closed(self) -> None:

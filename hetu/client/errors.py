@@ -7,6 +7,11 @@ class ConnectionClosed(Exception):
     """The connection ended (the server drops it on illegal or failed requests)."""
 
 
+class HandshakeRefused(ConnectionClosed):
+    """The server refused the handshake: the auth key differs from the server's
+    ``crypto`` layer ``auth_key``, or the packet layers do not match."""
+
+
 class CallRejected(Exception):
     """A guard rejected the call (``["rej", name, code]``)."""
 

@@ -191,3 +191,11 @@ async def test_connect_errors_are_clear():
 
     with pytest.raises(ConnectionClosed, match="cannot connect"):
         await HeTuClient.connect(f"ws://127.0.0.1:{free_port()}/hetu/x", timeout=2)
+
+
+async def test_a_wrong_auth_key_is_a_handshake_refusal(server):
+    from hetu.client import ConnectionClosed, HandshakeRefused, HeTuClient
+
+    with pytest.raises(HandshakeRefused, match="refused the handshake"):
+        await HeTuClient.connect(server.url, auth_key="not the key")
+    assert issubclass(HandshakeRefused, ConnectionClosed)  # code catching ConnectionClosed still works

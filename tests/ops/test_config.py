@@ -28,10 +28,11 @@ def test_the_template_documents_every_key_the_server_reads():
                 "WEBSOCKET_MAX_SIZE", "WEBSOCKET_PING_INTERVAL", "WEBSOCKET_PING_TIMEOUT",
                 "ENDPOINT_CALL_IDLE_TIMEOUT", "MAX_ANONYMOUS_CONNECTION_BY_IP", "CLIENT_SEND_LIMITS",
                 "SERVER_SEND_LIMITS", "MAX_ROW_SUBSCRIPTION", "MAX_INDEX_SUBSCRIPTION", "PACKET_LAYERS",
-                "BACKENDS", "LOGGING", "PROXIES_COUNT"):
+                "BACKENDS", "LOGGING", "PROXIES_COUNT", "WORKER_LEASE_SECONDS"):
         assert key in config, key
     text = TEMPLATE.read_text()
-    assert "CERT_CHAIN" in text  # documented, commented out
+    for key in ("CERT_CHAIN", "STATIC_DIR", "STATIC_URL"):
+        assert f"# {key}:" in text, key  # documented, commented out
     assert config["WEBSOCKET_MAX_SIZE"] == 2**19 and config["ENDPOINT_CALL_IDLE_TIMEOUT"] == 120
 
 
@@ -113,6 +114,13 @@ def test_a_missing_variable_is_a_clear_startup_error(tmp_path, monkeypatch):
     assert result.returncode == 1
     assert "HETU_T_NOPE" in result.stderr and "not set" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_missing_app_file_is_a_clear_startup_error(tmp_path):
+    result = hetu_cmd("start", f"--app-file={tmp_path / 'nope.py'}", "--namespace=x", "--instance=y",
+                      f"--db=sqlite:///{tmp_path / 'x.db'}", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "nope.py does not exist" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_include_and_eval_errors(tmp_path):

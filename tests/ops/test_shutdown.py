@@ -11,10 +11,12 @@ from hetu.client import HeTuClient
 from tests.server.conftest import AUTH_KEY, ServerProcess
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-async def test_stopping_runs_on_disconnect_and_releases_worker_ids(tmp_path, sig):
+@pytest.mark.parametrize("sig, workers", [(signal.SIGTERM, 2), (signal.SIGINT, 2), (signal.SIGTERM, 1),
+                                          (signal.SIGINT, 1)])
+async def test_stopping_runs_on_disconnect_and_releases_worker_ids(tmp_path, sig, workers):
+    """Also with one worker: the server then runs in a single process (the chat example)."""
     db = f"sqlite:///{tmp_path / 'stop.db'}"
-    srv = ServerProcess(tmp_path, db, workers=2)
+    srv = ServerProcess(tmp_path, db, workers=workers)
     clients = []
     try:
         for user in (901, 902):
@@ -30,7 +32,7 @@ async def test_stopping_runs_on_disconnect_and_releases_worker_ids(tmp_path, sig
     finally:
         srv.stop()
     logs = srv.logs()
-    assert logs.count("released worker id") == 2 and "Traceback" not in logs
+    assert logs.count("released worker id") == workers and "Traceback" not in logs
     for client in clients:
         await client.wait_closed()
         assert client.closed

@@ -61,6 +61,14 @@ async def test_quit_marks_offline_and_announces_it(sb):
     assert (await messages(sb))[-1].text == "Cyd left the chat"
 
 
+async def test_leaving_after_quit_announces_nothing_more(sb):
+    await sb.call("user_login", 5, "Fay")
+    await sb.call("user_quit", caller=5)
+    await sb.call_system("on_disconnect", caller=5)
+    texts = [m.text for m in await messages(sb)]
+    assert texts.count("Fay left the chat") == 1
+
+
 async def test_on_disconnect_runs_user_quit_through_depends(sb):
     await sb.call("user_login", 4, "Dee")
     await sb.call_system("on_disconnect", caller=4)

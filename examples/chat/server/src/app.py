@@ -73,7 +73,8 @@ async def user_chat(ctx: hetu.SystemContext, text: str):
     permission=hetu.Permission.USER,
 )
 async def user_quit(ctx: hetu.SystemContext):
-    if row := await ctx.repo[OnlineUser].get(owner=ctx.caller):
+    row = await ctx.repo[OnlineUser].get(owner=ctx.caller)
+    if row is not None and row.online:  # once: on_disconnect after a /quit finds it offline
         row.online = False
         row.last_seen_ms = _now_ms()
         await ctx.repo[OnlineUser].update(row)
