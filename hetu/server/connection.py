@@ -51,6 +51,8 @@ class _Close:
 
 
 CLOSE = _Close()
+# the clean-up tasks of closing connections (a running task needs a strong reference)
+_closing: set[asyncio.Task] = set()
 
 
 class ClientConnection:
@@ -163,10 +165,20 @@ class ClientConnection:
             await self._send_loop()
         finally:
             self.state = ConnState.CLOSING
-            await cancel_and_wait(receiver)
-            await self._cleanup()
-            self.state = ConnState.CLOSED
-            replay.info("[Closed] %s", ctx)
+            closing = asyncio.ensure_future(self._close(receiver))
+            _closing.add(closing)
+            closing.add_done_callback(_closing.discard)
+            await asyncio.shield(closing)
+
+    async def _close(self, receiver: asyncio.Task) -> None:
+        """Stop receiving and clean up, in a task of its own: Sanic cancels the handler
+        when the socket closes (also when this server dropped it), which used to cut
+        the clean-up short: ``on_disconnect`` did not run, the ``Connection`` row stayed,
+        and the broker and login watcher kept the connection (and its memory) forever."""
+        await cancel_and_wait(receiver)
+        await self._cleanup()
+        self.state = ConnState.CLOSED
+        replay.info("[Closed] %s", self.ctx)
 
     async def _cleanup(self) -> None:
         await self._settle_login_for_disconnect()
