@@ -30,6 +30,7 @@ logger = logging.getLogger("HeTu.root")
 replay = logging.getLogger("HeTu.replay")
 
 HELLO_TIMEOUT = 10.0
+UNREAD_FRAMES_ROUNDS = 100
 QUEUE_SIZE = 1024
 REJECTED = "server rejected the request."
 BAD_SUBS = ["sub", "fail", [{"id": 0, "info": "DEBUG MODE: server rejected the request."}]]
@@ -176,9 +177,28 @@ class ClientConnection:
         the clean-up short: ``on_disconnect`` did not run, the ``Connection`` row stayed,
         and the broker and login watcher kept the connection (and its memory) forever."""
         await cancel_and_wait(receiver)
+        await self._release_unread_frames()
         await self._cleanup()
         self.state = ConnState.CLOSED
         replay.info("[Closed] %s", self.ctx)
+
+    async def _release_unread_frames(self) -> None:
+        """Frames that came after the one that ended the connection wait in Sanic's frame
+        assembler for a read that never comes, each in a task nothing else references;
+        once the connection is garbage, asyncio logs every such task as "destroyed but
+        it is pending" (an ERROR per dropped client that had pipelined frames). Reading
+        them out lets those tasks end."""
+        assembler = getattr(self.ws, "assembler", None)
+        events_lock = getattr(self.ws, "process_event_mutex", None)
+        if assembler is None or events_lock is None:
+            return
+        idle = 0
+        for _ in range(UNREAD_FRAMES_ROUNDS):
+            await asyncio.sleep(0)  # a frame being put goes on
+            busy = await assembler.get(0) is not None or assembler.write_mutex.locked() or events_lock.locked()
+            idle = 0 if busy else idle + 1
+            if idle == 3:  # a task just created by data_received has had its turn too
+                return
 
     async def _cleanup(self) -> None:
         await self._settle_login_for_disconnect()
