@@ -146,6 +146,7 @@ class ClientConnection:
         self._cancel_http_timeout_check()
         if not await self._handshake():
             self._fail()
+            await self._release_unread_frames()
             self.state = ConnState.CLOSED
             return
         tbl_mgr = self.server.table_managers[self.instance]
