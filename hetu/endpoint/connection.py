@@ -82,8 +82,8 @@ async def del_connection(tbl_mgr, connection_id: int) -> None:
 async def elevate(ctx, user_id: int, kick_logged_in: bool = True) -> tuple[bool, str]:
     """Log this connection in as ``user_id``; returns ``(ok, reason)``.
 
-    Another connection logged in as the same user is kicked (its next call closes it)
-    when ``kick_logged_in`` is true or it has been idle longer than
+    Another connection logged in as the same user is kicked (a server demotes or closes
+    it at once, see ``hetu/server/login_watch.py``) when ``kick_logged_in`` is true or it has been idle longer than
     ``ENDPOINT_CALL_IDLE_TIMEOUT``; otherwise the login is refused with
     ``USER_ALREADY_LOGGED_IN``; user id 0 (anonymous) is refused with ``INVALID_USER_ID``.
     On success ``ctx.caller`` is set, send limits grow ×10 and subscription caps ×50.
