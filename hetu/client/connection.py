@@ -43,8 +43,9 @@ class HeTuClient:
         self.ws = ws
         self.pipeline = pipeline
         self.ctxs = ctxs
-        # pending requests in sending order: (future, reply transform run by the reader)
-        self._waiting: collections.deque[tuple[asyncio.Future, Callable | None]] = collections.deque()
+        # pending requests in sending order: (future, reply transform run by the reader,
+        # whether it is a `sub`)
+        self._waiting: collections.deque[tuple[asyncio.Future, Callable | None, bool]] = collections.deque()
         self._live: dict[str, LiveSubscription] = {}
         self._ended: set[str] = set()  # ids of live subscriptions ended by unsubscribe()
         self.updates: asyncio.Queue = asyncio.Queue()
@@ -92,8 +93,12 @@ class HeTuClient:
                 frame = ["motd", raw] if isinstance(raw, str) else self.pipeline.decode(self.ctxs, raw)
                 if frame and frame[0] == "updt":
                     self._route_update(frame)
+                elif self._is_extra_sub_failure(frame):
+                    # a debug server follows the reply to a subscription over the caps with
+                    # this frame: it answers no request (a pending `sub` would take it)
+                    self.unsolicited.append(frame)
                 elif self._waiting:
-                    future, transform = self._waiting.popleft()
+                    future, transform, _ = self._waiting.popleft()
                     if future.done():
                         continue
                     try:  # run here, so the pushes right behind a `sub` reply find their object
@@ -107,13 +112,18 @@ class HeTuClient:
         finally:
             self.closed = True
             while self._waiting:
-                future, _ = self._waiting.popleft()
+                future, _, _ = self._waiting.popleft()
                 if not future.done():
                     future.set_exception(ConnectionClosed("the server closed the connection"))
             self.updates.put_nowait(None)
             if self.end_live_on_close:
                 for live in self._live.values():
                     live._end()
+
+    def _is_extra_sub_failure(self, frame: list) -> bool:
+        if not (len(frame) == 3 and frame[0] == "sub" and frame[1] == "fail"):
+            return False
+        return not self._waiting or not self._waiting[0][2]
 
     def _route_update(self, frame: list) -> None:
         sub_id, delta = frame[1], frame[2]
@@ -132,7 +142,7 @@ class HeTuClient:
         async with self._send_lock:  # encoding order must equal sending order
             data = self.pipeline.encode(self.ctxs, frame)
             if future is not None:
-                self._waiting.append((future, transform))
+                self._waiting.append((future, transform, bool(frame) and frame[0] == "sub"))
             try:
                 await self.ws.send(data)
             except websockets.ConnectionClosed:
