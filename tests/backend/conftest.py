@@ -132,3 +132,41 @@ async def insert_from_another_process(url: str) -> int:
     )
     assert done.returncode == 0, done.stderr
     return int(done.stdout.strip())
+
+
+_INCREMENTER = textwrap.dedent(
+    """
+    import asyncio, sys
+    sys.path.insert(0, {root!r})
+    from hetu.common.snowflake_id import SnowflakeID
+    from hetu.data.backend import Backend
+    from tests.backend.conftest import INSTANCE, Counter
+
+    async def bump(backend):
+        async for attempt in backend.session(INSTANCE, 1).retry(200):
+            async with attempt as s:
+                c = await s.using(Counter).get(key="n")
+                c.value += 1
+                await s.using(Counter).update(c)
+
+    async def main():
+        SnowflakeID().init(int(sys.argv[1]), 0)
+        backend = Backend.from_url({url!r})
+        await backend.open()
+        await asyncio.gather(*(bump(backend) for _ in range({tasks})))
+        await backend.close()
+
+    asyncio.run(main())
+    """
+)
+
+
+async def increment_from_processes(url: str, worker_ids=(11, 12), tasks: int = 10) -> None:
+    """Increment the ``Counter`` row with key "n" from one process per worker id, each
+    running ``tasks`` concurrent transactions (retried on conflicts)."""
+    script = _INCREMENTER.format(root=str(Path(__file__).parents[2]), url=url, tasks=tasks)
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(w)], stderr=subprocess.PIPE, text=True)
+             for w in worker_ids]
+    for proc in procs:
+        _, err = await asyncio.to_thread(proc.communicate, timeout=120)
+        assert proc.returncode == 0, err

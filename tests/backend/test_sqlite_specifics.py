@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from hetu.data.backend import Backend, TableReference
 from hetu.data.backend.sqlite.client import path_of_url
 from hetu.data.backend.sqlite.schema import table_name
-from tests.backend.conftest import INSTANCE, Item, Keyed, create_tables, insert_from_another_process
-
-ROOT = Path(__file__).parents[2]
+from tests.backend.conftest import (
+    INSTANCE,
+    Item,
+    Keyed,
+    create_tables,
+    increment_from_processes,
+    insert_from_another_process,
+)
 
 
 @pytest.fixture
@@ -128,36 +128,7 @@ async def test_concurrent_writers_in_two_processes_lose_no_increment(sqlite_back
         row = Counter.new_row()
         row.key = "n"
         await s.using(Counter).insert(row)
-    script = textwrap.dedent(
-        f"""
-        import asyncio, sys
-        sys.path.insert(0, {str(ROOT)!r})
-        from hetu.common.snowflake_id import SnowflakeID
-        from hetu.data.backend import Backend
-        from tests.backend.conftest import INSTANCE, Counter
-
-        async def bump(backend):
-            async for attempt in backend.session(INSTANCE, 1).retry(200):
-                async with attempt as s:
-                    c = await s.using(Counter).get(key="n")
-                    c.value += 1
-                    await s.using(Counter).update(c)
-
-        async def main():
-            SnowflakeID().init(int(sys.argv[1]), 0)
-            backend = Backend.from_url({sqlite_url!r})
-            await backend.open()
-            await asyncio.gather(*(bump(backend) for _ in range(10)))
-            await backend.close()
-
-        asyncio.run(main())
-        """
-    )
-    procs = [subprocess.Popen([sys.executable, "-c", script, str(w)], stderr=subprocess.PIPE, text=True)
-             for w in (11, 12)]
-    for p in procs:
-        _, err = p.communicate(timeout=120)
-        assert p.returncode == 0, err
+    await increment_from_processes(sqlite_url)
     async with sqlite_backend.session(INSTANCE, 1) as s:
         assert (await s.using(Counter).get(key="n")).value == 20
 
