@@ -15,11 +15,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import free_port
-from tests.server.conftest import AUTH_KEY, ServerProcess
+from tests.server.conftest import AUTH_KEY, CHAT_APP, ServerProcess, chat_server_process
 
 ROOT = Path(__file__).parents[2]
 CLIENT = ROOT / "examples" / "chat" / "client.py"
-CHAT_APP = ROOT / "examples" / "chat" / "server" / "src" / "app.py"
 ENV = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONIOENCODING="utf-8")
 DEADLINE = 10.0  # seconds to wait for an expected line
 
@@ -111,7 +110,7 @@ def run_client(*args: str, timeout: float = DEADLINE) -> subprocess.CompletedPro
 @pytest.fixture(scope="module")
 def chat_server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("terminal-chat")
-    srv = ServerProcess(tmp, f"sqlite:///{tmp / 'chat.db'}", app=CHAT_APP, namespace="Chat")
+    srv = chat_server_process(tmp)
     yield srv
     srv.stop()
 

@@ -12,12 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.server.conftest import ServerProcess
+from tests.server.conftest import CHAT_APP, ServerProcess, chat_server_process  # noqa: F401 - CHAT_APP for the tests
 
 ROOT = Path(__file__).parents[2]
 SDK = ROOT / "clients" / "js"
 SCRIPTS = Path(__file__).parent
-CHAT_APP = ROOT / "examples" / "chat" / "server" / "src" / "app.py"
 
 
 def npm(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -140,6 +139,6 @@ def server(db_path):
 def chat_server(tmp_path_factory):
     """The chat example in debug mode (failed calls answer ``err`` instead of closing)."""
     tmp = tmp_path_factory.mktemp("js-chat")
-    srv = ServerProcess(tmp, f"sqlite:///{tmp / 'chat.db'}", debug=True, app=CHAT_APP, namespace="Chat")
+    srv = chat_server_process(tmp, debug=True)
     yield srv
     srv.stop()

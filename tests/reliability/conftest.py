@@ -40,10 +40,21 @@ def start_cluster(tmp: Path, debug: bool) -> Cluster:
     return Cluster(servers)
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    """Debug mode: failed and forbidden calls answer an `err` frame instead of closing."""
-    found = start_cluster(tmp_path_factory.mktemp("rel"), debug=True)
+def serve_cluster(tmp_path_factory, name: str, debug: bool):
+    """Fixture body: a cluster for the module, stopped afterwards."""
+    found = start_cluster(tmp_path_factory.mktemp(name), debug=debug)
     yield found
     for srv in found.servers:
         srv.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """Debug mode: failed and forbidden calls answer an `err` frame instead of closing."""
+    yield from serve_cluster(tmp_path_factory, "rel", debug=True)
+
+
+@pytest.fixture(scope="module")
+def release_cluster(tmp_path_factory):
+    """Release mode: a forbidden call or subscription closes the connection."""
+    yield from serve_cluster(tmp_path_factory, "rel_release", debug=False)

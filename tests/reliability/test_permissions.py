@@ -10,7 +10,6 @@ import time
 import pytest
 
 from hetu.client import CallFailed, ConnectionClosed
-from tests.reliability.conftest import start_cluster
 
 BIG = 2**63 - 1
 
@@ -52,15 +51,6 @@ def shows(row_id, **fields):
 
 def hides(row_id):
     return lambda d: row_id in d and d[row_id] is None
-
-
-@pytest.fixture(scope="module")
-def release_cluster(tmp_path_factory):
-    """Release mode: a forbidden call or subscription closes the connection."""
-    found = start_cluster(tmp_path_factory.mktemp("rel_release"), debug=False)
-    yield found
-    for srv in found.servers:
-        srv.stop()
 
 
 @pytest.mark.parametrize("system, args", [("touch_profile", ()), ("write_ledger", (1,))])

@@ -17,6 +17,7 @@ import yaml
 from tests.conftest import free_port
 
 APP = Path(__file__).parent / "server_app.py"
+CHAT_APP = Path(__file__).parents[2] / "examples" / "chat" / "server" / "src" / "app.py"
 AUTH_KEY = "password123"
 
 
@@ -77,6 +78,12 @@ class ServerProcess:
     def kill(self) -> None:
         """Like a crash: SIGKILL to the server and its workers."""
         stop_group(self.proc)
+
+
+def chat_server_process(tmp: Path, debug: bool = False, **config) -> ServerProcess:
+    """The tutorial's chat example (namespace Chat) on a SQLite file in ``tmp``."""
+    return ServerProcess(tmp, f"sqlite:///{tmp / 'chat.db'}", debug=debug, app=CHAT_APP, namespace="Chat",
+                         **config)
 
 
 def stop_group(proc: subprocess.Popen) -> None:

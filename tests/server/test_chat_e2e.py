@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import pytest
 
 from hetu.client import ConnectionClosed, HeTuClient
-from tests.server.conftest import AUTH_KEY, ServerProcess
+from tests.server.conftest import AUTH_KEY, chat_server_process
 from tests.server.test_subscriptions import next_delta
 
-CHAT_APP = Path(__file__).parents[2] / "examples" / "chat" / "server" / "src" / "app.py"
 BIG = 2**63 - 1
 
 
 @pytest.fixture(scope="module")
 def chat_server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("chat")
-    srv = ServerProcess(tmp, f"sqlite:///{tmp / 'chat.db'}", app=CHAT_APP, namespace="Chat")
+    srv = chat_server_process(tmp)
     yield srv
     srv.stop()
 
