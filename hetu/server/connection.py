@@ -306,7 +306,8 @@ class ClientConnection:
                 ok, result = False, f"{type(exc).__name__}: {exc}"
             finally:
                 self._in_call = False
-            await self._caller_changed(caller)
+            if self.kicked or self.ctx.caller != caller:  # rare: no coroutine per call otherwise
+                await self._caller_changed(caller)
         replay.info("[EndpointResult][%s](%s, %r)", name, ok, result)
         if not ok:
             if not self.server.debug:
