@@ -42,7 +42,7 @@ class SlowLog:
         self.retry_threshold = retry_threshold
         self.interval = interval
         self.stats: dict[str, SystemStats] = {}
-        self._last_report = 0.0
+        self._last_report: float | None = None  # the first report is never held back
 
     def record(self, name: str, elapsed: float, retries: int) -> None:
         stats = self.stats.get(name)
@@ -55,7 +55,7 @@ class SlowLog:
         stats.max_retries = max(stats.max_retries, retries)
         if elapsed >= self.time_threshold or retries > self.retry_threshold:
             now = time.monotonic()
-            if now - self._last_report >= self.interval:
+            if self._last_report is None or now - self._last_report >= self.interval:
                 self._last_report = now
                 logger.warning(
                     "slow log: %s took %.3fs with %d conflict retries\n%s", name, elapsed, retries, self.report()
