@@ -8,6 +8,7 @@ reply frame (``unsub`` none); replies and subscription pushes share one FIFO que
 from __future__ import annotations
 
 import asyncio
+import collections
 import copy
 import enum
 import logging
@@ -24,7 +25,9 @@ from ..system.context import SystemContext
 from ..system.definer import SystemClusters
 from .limits import FloodChecker
 from .login_watch import LoginWatcher
+from .protocol import REJECTED, ProtocolViolation
 from .state import ServerState
+from .subscription import ConnectionSubscriptions
 
 logger = logging.getLogger("HeTu.root")
 replay = logging.getLogger("HeTu.replay")
@@ -32,8 +35,9 @@ replay = logging.getLogger("HeTu.replay")
 HELLO_TIMEOUT = 10.0
 UNREAD_FRAMES_ROUNDS = 100
 QUEUE_SIZE = 1024
-REJECTED = "server rejected the request."
-BAD_SUBS = ["sub", "fail", [{"id": 0, "info": "DEBUG MODE: server rejected the request."}]]
+# a connection whose queue is full keeps at most this many more frames before it is
+# closed as too slow to take its pushes
+OVERFLOW_LIMIT = 4096
 
 
 class ConnState(enum.Enum):
@@ -41,10 +45,6 @@ class ConnState(enum.Enum):
     OPEN = "open"
     CLOSING = "closing"
     CLOSED = "closed"
-
-
-class ProtocolViolation(Exception):
-    """The client broke the protocol: the connection is dropped."""
 
 
 class _Close:
@@ -70,7 +70,9 @@ class ClientConnection:
         self.queue: asyncio.Queue = asyncio.Queue(QUEUE_SIZE)
         self.recv_flood = FloodChecker()
         self.send_flood = FloodChecker()
-        self.subscriptions = None  # filled by the subscription layer
+        self.subscriptions: ConnectionSubscriptions | None = None  # on the first sub
+        self._overflow: collections.deque | None = None  # frames waiting for queue space
+        self._overflow_task: asyncio.Task | None = None
         # login takeover ("kick") detection, see login_watch.py
         self.kicked = False
         self._in_call = False
@@ -202,6 +204,8 @@ class ClientConnection:
                 return
 
     async def _cleanup(self) -> None:
+        if self._overflow_task is not None:
+            await cancel_and_wait(self._overflow_task)
         await self._settle_login_for_disconnect()
         if self.subscriptions is not None:
             try:
@@ -222,7 +226,38 @@ class ClientConnection:
 
     async def push(self, frame: Any, name: str | None = None) -> None:
         """Queue a frame for this client (``name``: the rpc it answers, for errors)."""
+        if self._overflow is not None:  # behind the pushes already waiting
+            self.push_nowait(frame, name)
+            return
         await self.queue.put((frame, name))
+
+    def push_nowait(self, frame: Any, name: str | None = None) -> None:
+        """Queue a frame without waiting (subscription pushes: the fan-out serves every
+        connection of the worker and must not wait for one). Frames that do not fit
+        wait in order behind the queue; a client that falls ``OVERFLOW_LIMIT`` frames
+        further behind is closed as too slow."""
+        if self._overflow is None:
+            try:
+                self.queue.put_nowait((frame, name))
+                return
+            except asyncio.QueueFull:
+                self._overflow = collections.deque()
+                self._overflow_task = asyncio.create_task(self._move_overflow())
+        if len(self._overflow) >= OVERFLOW_LIMIT:
+            logger.warning("%s does not take its pushes (%d frames waiting); closing",
+                           self.ctx, QUEUE_SIZE + len(self._overflow))
+            self._close_now()
+            return
+        self._overflow.append((frame, name))
+
+    async def _move_overflow(self) -> None:
+        overflow = self._overflow
+        while overflow:
+            await self.queue.put(overflow[0])
+            if overflow is not self._overflow:  # closed meanwhile
+                return
+            overflow.popleft()
+        self._overflow = None
 
     async def _send_loop(self) -> None:
         while True:
@@ -350,6 +385,11 @@ class ClientConnection:
             self._login_watch.unwatch(self)
             self._login_watch = None
 
+    def login_pending(self) -> bool:
+        """A change of this connection's login is being checked (pushes wait for it)."""
+        task = self._login_check
+        return task is not None and not task.done()
+
     def login_changed(self) -> None:
         """This connection's ``Connection`` row changed (called by the watcher)."""
         if self._login_check is not None and not self._login_check.done():
@@ -401,6 +441,9 @@ class ClientConnection:
 
     def _close_now(self) -> None:
         """Drop what is queued (the client is not told anything more) and close."""
+        self._overflow = None
+        if self._overflow_task is not None:
+            self._overflow_task.cancel()
         while True:
             try:
                 self.queue.get_nowait()
@@ -428,8 +471,6 @@ class ClientConnection:
 
     async def _sub(self, message: list) -> None:
         if self.subscriptions is None:
-            from .subscription import ConnectionSubscriptions
-
             self.subscriptions = ConnectionSubscriptions(self)
         await self.subscriptions.handle_sub(message)
 

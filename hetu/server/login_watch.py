@@ -6,7 +6,7 @@ on the kicked connection's next call, so meanwhile it kept receiving U's OWNER r
 its ``on_disconnect`` ran as U, marking U offline although U's new connection was online.
 
 Here every worker listens to the change events of the ``Connection`` table (through the
-shared :class:`~hetu.server.subscription.SubscriptionBroker`, so no extra pub/sub
+shared :class:`~hetu.server.broker.SubscriptionBroker`, so no extra pub/sub
 connection) and, when the row of one of its logged-in connections changes, re-reads it
 from the master. A connection whose row no longer names its user is demoted at once
 (see :meth:`ClientConnection.kicked`).

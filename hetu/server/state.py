@@ -7,6 +7,7 @@ from typing import Any
 
 from ..data.backend import Backend
 from ..manager import ComponentTableManager
+from .broker import SubscriptionBroker
 from .pipeline import MessagePipeline
 
 
@@ -23,10 +24,8 @@ class ServerState:
     brokers: dict = field(default_factory=dict)  # id(backend) -> SubscriptionBroker
     login_watchers: dict = field(default_factory=dict)  # instance -> LoginWatcher
 
-    def broker(self, backend: Backend) -> Any:
+    def broker(self, backend: Backend) -> SubscriptionBroker:
         """The worker's one :class:`SubscriptionBroker` (change feed) of ``backend``."""
-        from .subscription import SubscriptionBroker
-
         key = id(backend)
         if key not in self.brokers:
             self.brokers[key] = SubscriptionBroker(backend)

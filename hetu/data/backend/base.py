@@ -117,6 +117,17 @@ class BackendClient(abc.ABC):
     async def get(self, ref: TableReference, row_id: int) -> np.record | None:
         """The row with this id, or None."""
 
+    async def get_many(self, ref: TableReference, row_ids: list[int]) -> list[np.record | None]:
+        """The rows with these ids (None where there is none), in the order asked.
+
+        Backends override this with one round trip for the whole list."""
+        return list(await asyncio.gather(*(self.get(ref, i) for i in row_ids)))
+
+    def range_order_key(self, value: Any, row_id: int) -> tuple:
+        """The key :meth:`range` orders rows by: the index value, then the row id as
+        this backend breaks ties (numerically here; Redis overrides it)."""
+        return (value, row_id)
+
     @abc.abstractmethod
     async def range(
         self, ref: TableReference, index: str, bounds: Bounds, limit: int, desc: bool

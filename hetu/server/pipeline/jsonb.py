@@ -9,6 +9,13 @@ import msgpack
 from .layer import MessageProcessLayer
 
 
+class Packed(bytes):
+    """A message that is already MessagePack (built from pre-encoded parts): the
+    ``jsonb`` layer passes it through as it is."""
+
+    __slots__ = ()
+
+
 class JSONBinaryLayer(MessageProcessLayer, alias="jsonb"):
     """Python objects <-> MessagePack bytes (lists/dicts at the top level).
 
@@ -23,6 +30,8 @@ class JSONBinaryLayer(MessageProcessLayer, alias="jsonb"):
         self.max_depth = max_depth
 
     def encode(self, ctx: Any, data: Any) -> bytes:
+        if type(data) is Packed:
+            return data
         if not isinstance(data, (list, tuple, dict)):
             raise TypeError(f"a message must be a list or dict, got {type(data).__name__}")
         return msgpack.packb(data, use_bin_type=True)

@@ -157,6 +157,17 @@ class PostgresBackendClient(BackendClient):
         rows = await self._fetch(sql, int(row_id))
         return codec.decode_many(rows)[0] if rows else None
 
+    async def get_many(self, ref: TableReference, row_ids: list[int]) -> list[np.record | None]:
+        if not row_ids:
+            return []
+        codec = self.codec(ref.comp_cls)
+        ids = [int(i) for i in row_ids]
+        sql = (f"SELECT {codec.select_list} FROM {quote(table_name(ref))} "
+               f"WHERE {codec.columns['id']} = ANY($1::bigint[])")
+        rows = await self._fetch(sql, ids)
+        found = {int(r.id): r for r in codec.decode_many(rows or [])}
+        return [found.get(i) for i in ids]
+
     def _range_sql(self, ref, index, bounds: Bounds, limit, desc, columns) -> tuple[str, list]:
         codec = self.codec(ref.comp_cls)
         return range_query(quote(table_name(ref)), columns, codec.columns[index], codec.columns["id"], bounds,

@@ -144,6 +144,21 @@ class RedisBackendClient(BackendClient):
             return None
         return self.codec(ref.comp_cls).decode(fields)
 
+    async def get_many(self, ref: TableReference, row_ids: list[int]) -> list[np.record | None]:
+        if not row_ids:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for row_id in row_ids:
+                pipe.hgetall(keys.row_key(ref, int(row_id)))
+            results = await pipe.execute()
+        codec = self.codec(ref.comp_cls)
+        return [codec.decode(fields) if fields else None for fields in results]
+
+    def range_order_key(self, value: Any, row_id: int) -> tuple:
+        # an index member is the sortable value, a NUL, then the id in decimal: equal
+        # values are ordered by the id's digits as text ("10" before "9")
+        return (value, str(int(row_id)))
+
     async def _range(self, ref, index, bounds: Bounds, limit, desc, with_rows) -> list:
         if bounds.empty or limit == 0:
             return []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import time
@@ -110,6 +111,17 @@ class SQLiteBackendClient(BackendClient):
         sql = f"SELECT {codec.select_list} FROM {quote(table_name(ref))} WHERE id = ?"
         rows = await self._read(lambda c: c.execute(sql, (int(row_id),)).fetchall())
         return codec.decode_many(rows)[0] if rows else None
+
+    async def get_many(self, ref: TableReference, row_ids: list[int]) -> list[np.record | None]:
+        if not row_ids:
+            return []
+        codec = self.codec(ref.comp_cls)
+        ids = [int(i) for i in row_ids]
+        sql = (f"SELECT {codec.select_list} FROM {quote(table_name(ref))} "
+               f"WHERE id IN (SELECT value FROM json_each(?))")
+        rows = await self._read(lambda c: c.execute(sql, (json.dumps(ids),)).fetchall())
+        found = {int(r.id): r for r in codec.decode_many(rows or [])}
+        return [found.get(i) for i in ids]
 
     def _range_sql(self, ref, index, bounds: Bounds, limit, desc, columns) -> tuple[str, list]:
         codec = self.codec(ref.comp_cls)
