@@ -14,7 +14,7 @@ import sys
 from . import report
 from .load import BASELINES, WORKLOADS, LoadSpec, run_load, seed_rows
 from .memory import run_memory
-from .push import run_push
+from .push import PATTERNS, run_push
 from .redisstats import RedisProbe
 from .servers import Stack
 
@@ -78,10 +78,14 @@ def command_run(args, stack: Stack) -> dict:
 
 
 def command_push(args, stack: Stack) -> dict:
-    procs = args.push_procs or math.ceil(args.subscribers / SUBSCRIBERS_PER_PROCESS)
-    result = run_push(stack.hetu_url, args.auth_key, args.subscribers, procs, args.inserts, args.interval)
-    print(report.push_table(result))
-    return {"push": result}
+    results = []
+    for subscribers in args.subscribers:
+        procs = args.push_procs or math.ceil(subscribers / SUBSCRIBERS_PER_PROCESS)
+        result = run_push(stack.hetu_url, args.auth_key, subscribers, procs, args.inserts, args.interval,
+                          args.pattern, args.room_rows, stack.server_pid)
+        print(report.push_table(result))
+        results.append(result)
+    return {"push": results if len(results) > 1 else results[0]}
 
 
 def command_memory(args, stack: Stack) -> dict:
@@ -122,7 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
                       help="seconds of idle Redis traffic measured before the run (default 5)")
 
     push = argparse.ArgumentParser(add_help=False)
-    push.add_argument("--subscribers", type=int, default=1000, help="subscriber connections (default 1000)")
+    push.add_argument("--subscribers", type=_int_list, default=[1000],
+                      help="comma-separated subscriber counts, one measurement each (default 1000)")
+    push.add_argument("--pattern", choices=PATTERNS, default="insert",
+                      help="insert: a range of IntTable with room for every insert (default); chat: the "
+                           "newest 100 of 200 messages, descending on id; room: every message of one room")
+    push.add_argument("--room-rows", type=int, default=0,
+                      help="room pattern: messages in the room before the inserts (default 0)")
     push.add_argument("--push-procs", type=int, default=None,
                       help=f"subscriber processes (default ceil(subscribers/{SUBSCRIBERS_PER_PROCESS}))")
     push.add_argument("--inserts", type=int, default=50, help="rows the writer inserts (default 50)")

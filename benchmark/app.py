@@ -74,3 +74,35 @@ async def insert_int(ctx, number: int):
     row.number = number
     await ctx.repo[IntTable].insert(row)
     return hetu.ResponseToClient([ctx.race_count])
+
+
+@hetu.define_component(namespace=NS, permission=hetu.Permission.EVERYBODY)
+class Message(hetu.BaseComponent):
+    """A chat line: the table of the chat-room and room-size push patterns."""
+
+    room: np.int64 = hetu.property_field(0, index=True)
+    seq: np.int64 = hetu.property_field(0, unique=True)
+    text: str = hetu.property_field("", dtype="U32")
+
+
+def _message(room: int, seq: int):
+    row = Message.new_row()
+    row.room, row.seq, row.text = room, seq, f"message {seq} of room {room}"
+    return row
+
+
+@hetu.define_system(namespace=NS, components=(Message,), permission=hetu.Permission.EVERYBODY, retry=RETRY)
+async def fill_room(ctx, room: int, start: int, count: int):
+    """Insert messages ``seq = start .. start+count-1`` into ``room``; returns the
+    smallest id inserted."""
+    rows = [_message(room, seq) for seq in range(start, start + count)]
+    for row in rows:
+        await ctx.repo[Message].insert(row)
+    return hetu.ResponseToClient([min(int(row.id) for row in rows)])
+
+
+@hetu.define_system(namespace=NS, components=(Message,), permission=hetu.Permission.EVERYBODY, retry=RETRY)
+async def insert_message(ctx, room: int, seq: int):
+    """Insert one message (the writer of the chat-room and room-size push patterns)."""
+    await ctx.repo[Message].insert(_message(room, seq))
+    return hetu.ResponseToClient([ctx.race_count])

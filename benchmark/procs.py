@@ -38,6 +38,10 @@ class Gate:
         await asyncio.sleep(max(0.0, start - time.monotonic()))
         return start
 
+    def finished(self) -> None:
+        """Tell the parent the measured work is over (before this process cleans up)."""
+        self._events.put(("finished", os.getpid(), None))
+
     def stopped(self) -> bool:
         """True once the parent's stop time (see :meth:`ClientProcesses.stop_at`) has passed."""
         stop = self._stop_at.value
@@ -112,6 +116,10 @@ class ClientProcesses:
     def stop_at(self, when: float) -> None:
         """Tell processes that watch ``gate.stopped()`` to finish at monotonic time ``when``."""
         self._stop_at.value = when
+
+    def wait_finished(self, timeout: float) -> None:
+        """Wait until every process called ``gate.finished()``."""
+        self._wait_for("finished", timeout)
 
     def results(self, timeout: float) -> list:
         return self._wait_for("result", timeout)

@@ -72,12 +72,15 @@ def background_note(trips_per_s: float, commands_per_s: float) -> str:
 
 def push_table(r: PushResult) -> str:
     ms, call = r.latencies_ms, r.insert_call_ms
+    cpu = "" if r.server_cpu_per_frame_us is None else f", server CPU {r.server_cpu_per_frame_us:.0f} us per push"
+    shape = {"insert": "IntTable range", "chat": f"chat room (newest 100 of {r.room_rows})",
+             "room": f"room of {r.room_rows} rows"}[r.pattern]
     return "\n".join([
-        f"push latency, {r.subscribers} subscribers over {r.processes} processes, {r.inserts} inserts:",
+        f"push latency, {shape}, {r.subscribers} subscribers over {r.processes} processes, {r.inserts} inserts:",
         f"  rsp -> updt   p50 {ms['p50']:.2f} ms   p90 {ms['p90']:.2f} ms   p99 {ms['p99']:.2f} ms   "
         f"max {ms['max']:.2f} ms",
-        f"  measured {r.measured} of {r.expected} pushes, missed {r.missed}",
-        f"  the writer's insert_int call: p50 {call['p50']:.2f} ms, p99 {call['p99']:.2f} ms",
+        f"  measured {r.measured} of {r.expected} pushes, missed {r.missed}{cpu}",
+        f"  the writer's insert call: p50 {call['p50']:.2f} ms, p99 {call['p99']:.2f} ms",
     ] + ([f"  ! {r.failed_subscribers} subscribers could not subscribe, first: {r.first_failure}"]
          if r.failed_subscribers else [])
       + ([f"  ! the writer stopped after {r.inserted} of {r.inserts} inserts: {r.writer_error}"]

@@ -25,9 +25,11 @@ from ..system.context import SystemContext
 from ..system.definer import SystemClusters
 from .limits import FloodChecker
 from .login_watch import LoginWatcher
+from .pipeline.jsonb import Packed
 from .protocol import REJECTED, ProtocolViolation
 from .state import ServerState
 from .subscription import ConnectionSubscriptions
+from .ws_writer import DirectWriter
 
 logger = logging.getLogger("HeTu.root")
 replay = logging.getLogger("HeTu.replay")
@@ -73,6 +75,7 @@ class ClientConnection:
         self.subscriptions: ConnectionSubscriptions | None = None  # on the first sub
         self._overflow: collections.deque | None = None  # frames waiting for queue space
         self._overflow_task: asyncio.Task | None = None
+        self._direct: DirectWriter | None = None  # set once the connection is open
         # login takeover ("kick") detection, see login_watch.py
         self.kicked = False
         self._in_call = False
@@ -163,6 +166,7 @@ class ClientConnection:
             await self.ws.close()
             return
         self.state = ConnState.OPEN
+        self._direct = DirectWriter.of(self.ws)
         replay.info("[Connected] %s", ctx)
         receiver = asyncio.create_task(self._receive_loop(), name=f"hetu-recv-{ctx.connection_id}")
         try:
@@ -235,8 +239,19 @@ class ClientConnection:
         """Queue a frame without waiting (subscription pushes: the fan-out serves every
         connection of the worker and must not wait for one). Frames that do not fit
         wait in order behind the queue; a client that falls ``OVERFLOW_LIMIT`` frames
-        further behind is closed as too slow."""
+        further behind is closed as too slow.
+
+        A push (a :class:`Packed` frame) that nothing queued is waiting before is
+        written at once, without waking the send loop (see :mod:`.ws_writer`)."""
         if self._overflow is None:
+            direct = self._direct
+            if (direct is not None and type(frame) is Packed and self.state is ConnState.OPEN
+                    and self.queue.empty() and direct.ready()):
+                direct.send(self.pipeline.encode(self.layer_ctxs, frame))
+                if self.send_flood.hit(self.ctx.server_limits):
+                    logger.warning("%s exceeded the server send limits; closing", self.ctx)
+                    self._close_now()
+                return
             try:
                 self.queue.put_nowait((frame, name))
                 return

@@ -89,3 +89,21 @@ def test_memory_per_connection_is_printed(report):
     assert data["memory"]["connections"] == IDLE
     assert data["memory"]["rss_after"] > 0
     assert "per connection" in stdout
+
+
+@pytest.mark.parametrize("pattern", ["chat", "room"])
+def test_the_chat_room_and_room_size_patterns_reach_every_subscriber(tmp_path, pattern):
+    out = tmp_path / "push.json"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmark", "push", "--pattern", pattern, "--room-rows", "30",
+         "--subscribers", "1,3", "--inserts", "3", "--interval", "0.05", "--json", str(out)],
+        capture_output=True, text=True, timeout=120, cwd=ROOT, env=env,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    results = json.loads(out.read_text())["push"]
+    assert [r["subscribers"] for r in results] == [1, 3]
+    for r in results:
+        assert r["pattern"] == pattern and r["missed"] == 0 and r["measured"] == r["subscribers"] * 3
+        assert r["server_cpu_per_frame_us"] is not None and r["server_cpu_per_frame_us"] >= 0
+    assert "server CPU" in proc.stdout and ("chat room (newest 100 of 200)" in proc.stdout) == (pattern == "chat")

@@ -23,7 +23,9 @@ from tests.server.conftest import AUTH_KEY, ServerProcess
 
 ACCOUNTS = 10
 START_BALANCE = 1000
-LEASE_SECONDS = 2
+# long enough that the killed worker's lease still holds when its replacement starts, even
+# on a loaded machine (at 2 s a replacement that took 1.5 s to start found the id free)
+LEASE_SECONDS = 5
 
 
 def leased_workers(log: str) -> dict[int, int]:

@@ -125,7 +125,7 @@ async def test_duplicate_subscriptions_share_one_id_and_unsub_has_no_reply(pair)
     assert await reader.call("login", 1) == {"id": 1}  # the stream is still in step
 
 
-async def test_a_burst_is_coalesced(pair):
+async def test_a_burst_arrives_in_order_ending_with_the_last_value(pair):
     writer, reader = pair
     row_id = await writer.call("post", 106, 0, "")
     sub_id, _ = await reader.subscribe_get("Board", "id", row_id)
@@ -135,7 +135,11 @@ async def test_a_burst_is_coalesced(pair):
         if item[0] == sub_id:
             deltas.append(item[1])
     assert deltas and deltas[-1][row_id]["note"] == "v29"
-    assert len(deltas) < 30
+    # at most one push per change; how many are merged depends on timing (the calls of
+    # one connection commit one after the other), test_fanout.py checks the merging itself
+    assert len(deltas) <= 30
+    notes = [int(d[row_id]["note"][1:]) for d in deltas]
+    assert notes == sorted(set(notes))  # in commit order, none twice
 
 
 async def test_owner_rows_reach_only_their_owner(server):

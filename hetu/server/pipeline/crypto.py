@@ -12,10 +12,12 @@ import hashlib
 import hmac
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import nacl.bindings as sodium
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from nacl.exceptions import CryptoError
 
 from .layer import HandshakeError, MessageProcessLayer
@@ -32,11 +34,21 @@ CLIENT_DIRECTION = 0xFF
 
 @dataclass
 class CryptoContext:
+    """One connection's session key, directions and message counters (the nonces).
+
+    The AEAD is OpenSSL's ChaCha20-Poly1305-IETF (``cryptography``): the same bytes as
+    libsodium's, about 4x faster than it through PyNaCl for the small messages of a
+    game (every frame of every connection goes through it)."""
+
     key: bytes
     send_direction: int
     recv_direction: int
     sent: int = 0
     received: int = 0
+    aead: ChaCha20Poly1305 = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.aead = ChaCha20Poly1305(self.key)
 
 
 def session_key(private_key: bytes, peer_public: bytes) -> bytes:
@@ -103,7 +115,7 @@ class CryptoLayer(MessageProcessLayer, alias="crypto"):
         if ctx is None:
             return data
         ctx.sent += 1
-        return sodium.crypto_aead_chacha20poly1305_ietf_encrypt(data, None, _nonce(ctx.send_direction, ctx.sent), ctx.key)
+        return ctx.aead.encrypt(_nonce(ctx.send_direction, ctx.sent), data, None)
 
     def decode(self, ctx: CryptoContext | None, data: bytes) -> bytes:
         if ctx is None:
@@ -112,8 +124,6 @@ class CryptoLayer(MessageProcessLayer, alias="crypto"):
             raise ValueError("an encrypted message is shorter than its tag")
         ctx.received += 1
         try:
-            return sodium.crypto_aead_chacha20poly1305_ietf_decrypt(
-                bytes(data), None, _nonce(ctx.recv_direction, ctx.received), ctx.key
-            )
-        except CryptoError:
+            return ctx.aead.decrypt(_nonce(ctx.recv_direction, ctx.received), bytes(data), None)
+        except InvalidTag:
             raise ValueError("a message failed authentication (tampered, replayed or out of order)") from None
