@@ -14,6 +14,8 @@ import enum
 import logging
 from typing import Any
 
+from sanic.exceptions import WebsocketClosed
+
 import hetu
 
 from ..common.tasks import cancel_and_wait
@@ -307,6 +309,8 @@ class ClientConnection:
                 if data is None:  # the socket closed
                     break
                 await self._handle(data)
+        except WebsocketClosed:  # the socket closed (found by a push written meanwhile)
+            pass
         except ProtocolViolation as exc:
             logger.info("dropping %s: %s", self.ctx, exc)
             replay.info("[Illegal] %s %s", self.ctx, exc)
