@@ -171,8 +171,10 @@ async def test_the_generated_project_serves_login_and_disconnect(runner, tmp_pat
 
             others = await watcher.range("Player", "owner", 7, 7)
             assert len(others.rows) == 1
+            offline = asyncio.create_task(_wait_offline(others))
+            await asyncio.sleep(0)  # listening before the push can come
             await player.close()
-            row = await _wait_offline(others)
+            row = await offline
             assert (row["owner"], row["name"]) == (7, "ann")
         finally:
             await player.close()

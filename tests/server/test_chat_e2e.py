@@ -74,10 +74,10 @@ async def test_logging_in_again_elsewhere_keeps_the_user_online(chat_server):
         await asyncio.sleep(0.3)  # its on_disconnect has run by now (nothing must come of it)
         messages = await new.range("ChatMessage", "id", 0, BIG, limit=1024)
         users = await new.range("OnlineUser", "owner", 1010, 1010)
+        arrived = asyncio.Event()  # listening before the call: the push may come with its reply
+        messages.on_insert(lambda row: row["text"] == "still here" and arrived.set())
         assert await new.call("user_chat", "still here") == "ok"
-        async for change in messages:
-            if change.row and change.row["text"] == "still here":
-                break
+        await asyncio.wait_for(arrived.wait(), 5)
         assert [(u["name"], u["online"]) for u in users.rows_list()] == [("carol", 1)]
         assert not [m for m in messages.rows_list() if m["text"] == "carol left the chat"]
     finally:
