@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 
 import msgpack
 import pytest
@@ -32,7 +33,7 @@ UPDT = ["updt", "ChatMessage.id[0:9223372036854775807:1][:100]",
 
 @pytest.fixture(scope="module")
 def chat_components():
-    app = load_chat_app()
+    app = sys.modules.get("chat_app") or load_chat_app()
     return [app.ChatMessage, app.OnlineUser]
 
 
