@@ -42,7 +42,9 @@ class SlowLog:
         self.retry_threshold = retry_threshold
         self.interval = interval
         self.stats: dict[str, SystemStats] = {}
-        self._last_report = 0.0
+        # -inf, not 0: time.monotonic() may count from boot, so 0 would hold back the
+        # first report for `interval` seconds after the machine started
+        self._last_report = float("-inf")
 
     def record(self, name: str, elapsed: float, retries: int) -> None:
         stats = self.stats.get(name)
