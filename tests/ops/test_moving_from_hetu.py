@@ -10,6 +10,7 @@ closed. Every test runs on a single Redis and on a 3-master Redis Cluster.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from pathlib import Path
@@ -244,6 +245,21 @@ async def play_the_fixture_session(srv) -> None:
         await alice.close()  # on_disconnect: "Alice left the chat"
 
 
+def settled(db) -> bool:
+    """The server finished with the closed connections: their rows are gone and
+    on_disconnect wrote Alice's "left the chat"."""
+    found = dump(db)
+    return (not any(k.startswith(f"{INSTANCE}:Connection:{{") for k in found)
+            and sum(k.startswith(f"{INSTANCE}:ChatMessage:{{CLU0}}:id:") for k in found) == 7)
+
+
+async def wait_settled(db, timeout: float = 10) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not settled(db):
+        assert asyncio.get_running_loop().time() < deadline, f"the server did not settle: {sorted(dump(db))}"
+        await asyncio.sleep(0.05)
+
+
 class Normalizer:
     """Replaces ids and timestamps of one dump by placeholders, so two dumps compare."""
 
@@ -316,6 +332,7 @@ async def test_ours_writes_what_hetu_writes_key_by_key(store, tmp_path):
     srv = chat_server(tmp_path, store)
     try:
         await play_the_fixture_session(srv)
+        await wait_settled(store)
     finally:
         srv.stop()
     ours = Normalizer(dump(store)).all()
