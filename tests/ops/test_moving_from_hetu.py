@@ -122,6 +122,8 @@ def dump(db) -> dict:
         with r:
             for key in r.scan_iter(count=1000):
                 kind = r.type(key).decode()
+                if kind == "none":
+                    continue  # deleted since the scan saw it
                 if kind == "hash":
                     value = r.hgetall(key)
                 elif kind == "zset":
