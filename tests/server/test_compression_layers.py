@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 
 import msgpack
+import numpy as np
 import pytest
 import websockets
 
+import hetu
 from hetu.client import HeTuClient
 from hetu.server.pipeline import (
     BrotliLayer,
@@ -23,7 +24,6 @@ from hetu.server.pipeline import (
 )
 from hetu.server.pipeline.zstd import MAX_CLIENT_DICTIONARY, train_dictionary, zstd
 from tests.server.conftest import AUTH_KEY, ServerProcess
-from tests.system.test_chat_example import load_chat_app
 
 ZSTD_DICT_MAGIC = bytes.fromhex("37a430ec")
 UPDT = ["updt", "ChatMessage.id[0:9223372036854775807:1][:100]",
@@ -31,10 +31,27 @@ UPDT = ["updt", "ChatMessage.id[0:9223372036854775807:1][:100]",
                                "kind": "chat", "created_at_ms": 1700000000000}}]
 
 
+@hetu.define_component(namespace="pytest_layers", permission=hetu.Permission.EVERYBODY, force=True)
+class ChatMessage(hetu.BaseComponent):
+    """The chat example's message table (not the example itself: other modules load it)."""
+
+    owner: np.int64 = hetu.property_field(0, index=True)
+    name: str = hetu.property_field("", dtype="U32")
+    text: str = hetu.property_field("", dtype="U256")
+    kind: str = hetu.property_field("chat", dtype="U16")
+    created_at_ms: np.int64 = hetu.property_field(0, index=True)
+
+
+@hetu.define_component(namespace="pytest_layers", permission=hetu.Permission.EVERYBODY, force=True)
+class OnlineUser(hetu.BaseComponent):
+    owner: np.int64 = hetu.property_field(0, unique=True)
+    name: str = hetu.property_field("", unique=True, dtype="U32")
+    online: bool = hetu.property_field(False)
+
+
 @pytest.fixture(scope="module")
 def chat_components():
-    app = sys.modules.get("chat_app") or load_chat_app()
-    return [app.ChatMessage, app.OnlineUser]
+    return [ChatMessage, OnlineUser]
 
 
 @pytest.fixture(scope="module")
