@@ -17,11 +17,13 @@ from pathlib import Path
 
 import pytest
 import redis
+import yaml
 
 from hetu.client import HeTuClient
 from hetu.data.backend.redis.keys import sortable
 from tests.backend.test_redis_cluster import redis_cluster, stop_redis_cluster
 from tests.conftest import RedisServer, redis_binary
+from tests.ops.test_upgrade_command import hetu_cmd
 from tests.server.conftest import AUTH_KEY, CHAT_APP, ServerProcess
 
 FIXTURE = Path(__file__).parent / "fixtures" / "hetu-9d054b5-chat-redis.json"
@@ -228,6 +230,28 @@ async def test_a_redis_written_by_hetu_is_served_without_migration(store, tmp_pa
     for key, entry in fixture_as_dump(keys).items():
         if key.endswith(":meta"):
             assert after[key]["value"] == entry["value"], f"{key} was rewritten"
+
+
+def test_hetu_upgrade_finds_nothing_to_migrate_in_hetus_data(store, tmp_path):
+    keys = hetu_keys()
+    store.flush()
+    load(store, keys)
+    config = tmp_path / "config.yml"
+    config.write_text(yaml.safe_dump({
+        "APP_FILE": str(CHAT_APP), "NAMESPACE": "Chat", "INSTANCES": [INSTANCE],
+        "BACKENDS": {"default": {"master": store.url}},
+    }))
+    result = hetu_cmd("upgrade", f"--config={config}", "-y", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    reported = dict(line.strip().split(": ") for line in result.stdout.splitlines() if line.startswith("   "))
+    assert reported == {"ChatMessage": "ok", "Connection": "ok", "FutureCalls": "ok", "OnlineUser": "ok",
+                        "WorkerLease": "ok"}, result.stdout
+    after = dump(store)
+    for key, entry in fixture_as_dump(keys).items():
+        if key.endswith(":meta"):
+            assert after[key]["value"] == entry["value"], key
+        elif not key.startswith(f"{INSTANCE}:WorkerLease:"):  # volatile: upgrade empties it
+            assert after[key]["value"] == entry["value"], key
 
 
 # -- ours writes what HeTu writes ----------------------------------------------------------
