@@ -39,6 +39,11 @@ NUMPY_ROW_ATTRIBUTES = frozenset(
     name for name in dir(np.record) + dir(np.recarray) if not name.startswith("_")
 )
 PYTHON_TYPE_NAMES = frozenset({"bool", "int", "float", "str"})
+# The one exemption from that rule: columns of the engine's own tables that HeTu
+# stores under a name NumPy shadows. They keep HeTu's name so a HeTu database (and its
+# schema hash) is served as it is; code reads them by key (``row["device"]``).
+# Keyed by (namespace, component, field); app components get no exemption.
+BUILTIN_SHADOWED_FIELDS = frozenset({("core", "Connection", "device")})
 
 
 class ComponentDefinitionError(ValueError, AssertionError):
@@ -148,13 +153,13 @@ def _check_default(where: str, default: Any, dt: np.dtype) -> None:
         raise _fail(f"{where}: default {default!r} does not fit dtype {dt.str}")
 
 
-def _check_field_name(cls_name: str, name: str) -> None:
+def _check_field_name(cls_name: str, name: str, namespace: str = "") -> None:
     where = f"{cls_name}.{name}"
     if keyword.iskeyword(name) or name in PYTHON_TYPE_NAMES:
         raise _fail(f"{where}: a field may not be named after a Python keyword or type")
     if name in CSHARP_KEYWORDS:
         raise _fail(f"{where}: '{name}' is a C# keyword; the Unity client could not use it")
-    if name in NUMPY_ROW_ATTRIBUTES:
+    if name in NUMPY_ROW_ATTRIBUTES and (namespace, cls_name, name) not in BUILTIN_SHADOWED_FIELDS:
         raise _fail(
             f"{where}: '{name}' is an attribute of NumPy rows, so row.{name} would not "
             f"reach the field; choose another name"
@@ -171,7 +176,7 @@ def _json_default(value: Any) -> Any:
     return value
 
 
-def _collect_properties(cls: type) -> dict[str, dict[str, Any]]:
+def _collect_properties(cls: type, namespace: str = "") -> dict[str, dict[str, Any]]:
     """Validate the annotated fields of ``cls`` and return their JSON descriptions."""
     annotations = inspect.get_annotations(cls)
     props: dict[str, dict[str, Any]] = {}
@@ -182,7 +187,7 @@ def _collect_properties(cls: type) -> dict[str, dict[str, Any]]:
                 f"{cls.__name__}.{name} is not a Property: declare it as "
                 f"`{name}: <type> = hetu.property_field(<default>)`"
             )
-        _check_field_name(cls.__name__, name)
+        _check_field_name(cls.__name__, name, namespace)
         where = f"{cls.__name__}.{name}"
         spec = prop.dtype if (prop.dtype is not None and prop.dtype != "") else _resolve_annotation(cls, annotation)
         dt = _normalize_dtype(where, spec)
@@ -263,6 +268,51 @@ def make_schema_json(
             "properties": properties,
         }
     )
+
+
+def _default_meaning(default: Any, dt: np.dtype) -> Any:
+    """``default`` as a value of ``dt`` (``0`` and ``0.0`` on a float column are equal)."""
+    try:
+        return np.array(default, dtype=dt).item()
+    except (TypeError, ValueError, OverflowError):
+        return default  # not castable: compared as written
+
+
+def schema_meaning(schema_json: str) -> dict[str, Any]:
+    """What a schema JSON means, independent of how it is written.
+
+    Two schemas with the same meaning store and serve rows the same way, so a table
+    whose stored JSON differs from the definition only in spelling is not a schema
+    change: dtypes are compared as NumPy dtypes (``"U32"`` = ``"<U32"``, bools are
+    int8), defaults as values of their column's dtype (``0`` = ``0.0`` on a float
+    column), and properties as a set (declaration order decides nothing in storage).
+
+    >>> a = '{"properties": {"hp": {"default": 0, "dtype": "<f8"}}}'
+    >>> schema_meaning(a) == schema_meaning(a.replace("0,", "0.0,"))
+    True
+    """
+    data = json.loads(schema_json)
+    props = {}
+    for name, p in data.get("properties", {}).items():
+        dt = np.dtype(p["dtype"])
+        if dt.kind == "b":
+            dt = np.dtype(np.int8)
+        props[name] = (
+            dt.str,
+            _default_meaning(p.get("default"), dt),
+            bool(p.get("unique", False)),
+            bool(p.get("unique", False) or p.get("index", False)),
+        )
+    rls = data.get("rls_compare")
+    return {
+        "namespace": data.get("namespace"),
+        "name": data.get("name"),
+        "permission": data.get("permission"),
+        "rls_compare": list(rls) if rls else None,
+        "volatile": bool(data.get("volatile", False)),
+        "backend": data.get("backend", "default"),
+        "properties": props,
+    }
 
 
 # ---------------------------------------------------------------------------------
@@ -348,6 +398,23 @@ class BaseComponent:
     def schema_version(cls) -> str:
         """md5 of the schema JSON: what table meta stores to detect schema changes."""
         return hashlib.md5(cls.json_.encode("utf-8")).hexdigest()
+
+    @classmethod
+    def same_schema(cls, stored_json: str) -> bool:
+        """True when ``stored_json`` (a table's stored schema) means this definition.
+
+        The version hash decides first; when it differs, the two JSONs are compared
+        by meaning (see :func:`schema_meaning`), so ``property_field(0)`` and
+        ``property_field(0.0)`` on a float column are the same schema.
+        """
+        if not stored_json:
+            return False
+        if hashlib.md5(stored_json.encode("utf-8")).hexdigest() == cls.schema_version():
+            return True
+        try:
+            return schema_meaning(stored_json) == schema_meaning(cls.json_)
+        except (ValueError, TypeError, KeyError):
+            return False  # unreadable stored JSON: a change, never silently served
 
     @classmethod
     def is_rls(cls) -> bool:
@@ -484,7 +551,7 @@ def define_component(
             raise _fail(f"component name {cls.__name__!r} is a C# keyword; the Unity client could not use it")
         if not (isinstance(cls, type) and issubclass(cls, BaseComponent)):
             raise _fail(f"{getattr(cls, '__name__', cls)} must subclass hetu.BaseComponent")
-        props = _collect_properties(cls)
+        props = _collect_properties(cls, namespace)
         try:
             perm = Permission(permission)
         except ValueError:

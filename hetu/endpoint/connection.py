@@ -25,14 +25,23 @@ ELEVATE_SUBSCRIPTION_FACTOR = 50
 
 @define_component(namespace="core", volatile=True, permission=Permission.ADMIN, force=True)
 class Connection(BaseComponent):
+    """One row per open client connection (volatile: ``hetu upgrade`` wipes it).
+
+    Stored exactly as HeTu stores it (same columns, defaults and schema hash), so a HeTu
+    database is served as it is. The ``device`` column is shadowed by NumPy's
+    ``ndarray.device`` attribute on NumPy 2: read it as ``row["device"]``, not
+    ``row.device`` (assigning ``row.device = ...`` does reach the column).
+    """
+
     owner: np.int64 = property_field(0, index=True)
     address: str = property_field("", index=True, dtype="U32")
-    # the reference calls this field `device`, which NumPy rows shadow (row.device)
-    device_name: str = property_field("", dtype="U32")
+    device: str = property_field("", dtype="U32")
     device_id: str = property_field("", dtype="U128")
     admin: str = property_field("", dtype="U16")
-    created: np.float64 = property_field(0.0)
-    last_active: np.float64 = property_field(0.0)
+    # `0`, not `0.0`: the default is written into the schema JSON as given, and HeTu's
+    # schema hash was computed from `0`
+    created: np.float64 = property_field(0)
+    last_active: np.float64 = property_field(0)
 
 
 def _table(tbl_mgr):

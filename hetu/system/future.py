@@ -46,9 +46,10 @@ class FutureCalls(BaseComponent):
     system: str = property_field("", dtype="U32")
     args: str = property_field("", dtype="U1024")
     recurring: bool = property_field(False)
-    created: np.float64 = property_field(0.0)
-    last_run: np.float64 = property_field(0.0)
-    scheduled: np.float64 = property_field(0.0, index=True)
+    # float defaults written `0` (not `0.0`) as HeTu does, so the stored schema hash is HeTu's
+    created: np.float64 = property_field(0)
+    last_run: np.float64 = property_field(0)
+    scheduled: np.float64 = property_field(0, index=True)
     timeout: np.int32 = property_field(60)
 
 

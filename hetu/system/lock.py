@@ -20,7 +20,8 @@ class SystemLock(BaseComponent):
     uuid: str = property_field("", unique=True, dtype="U32")
     name: str = property_field("", dtype="U32")
     caller: np.int64 = property_field(0)
-    called: np.float64 = property_field(0.0, index=True)
+    # `0`, not `0.0`: the schema JSON (and its hash) must be HeTu's
+    called: np.float64 = property_field(0, index=True)
 
 
 async def clean_expired_call_locks(tbl_mgr, batch: int = 1000) -> int:

@@ -167,6 +167,31 @@ async def test_unchanged_and_missing_tables(backend, tmp_path):
     assert not (tmp_path / "maint").exists()
 
 
+@hetu.define_component(namespace="pytest_mig", force=True)
+class Ore(hetu.BaseComponent):
+    owner: np.int64 = hetu.property_field(0, index=True)
+    weight: np.float64 = hetu.property_field(0)
+    name: str = hetu.property_field("", dtype="U8")
+
+
+async def test_a_table_stored_with_the_same_meaning_written_otherwise_is_served_as_it_is(backend, tmp_path):
+    data = json.loads(Ore.json_)
+    data["properties"]["weight"]["default"] = 0.0  # `property_field(0.0)` where the code says 0
+    data["properties"]["name"]["dtype"] = "U8"
+    stored = BaseComponent.load_json(json.dumps(data))
+    assert stored.schema_version() != Ore.schema_version()
+    await fill(backend, stored, n=0)
+    ref = TableReference(Ore, INSTANCE, 1)
+    status, meta = await backend.maintenance().check_table(ref)
+    assert status == TableStatus.OK and meta.version == stored.schema_version()
+    report = await upgrade_table(backend, ref, tmp_path, drop_data=False)
+    assert report.action == "ok" and not (tmp_path / "maint").exists()
+    data["properties"]["weight"]["default"] = 0.5  # a real change stays one
+    changed_default = BaseComponent.load_json(json.dumps(data))
+    assert (await backend.maintenance().check_table(TableReference(changed_default, INSTANCE, 1)))[0] == \
+        TableStatus.SCHEMA_MISMATCH
+
+
 @hetu.define_component(namespace="pytest_mig", force=True, volatile=True)
 class Buff(hetu.BaseComponent):
     owner: np.int64 = hetu.property_field(0, index=True)

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import logging
 import operator
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import hetu
-from hetu.data.component import ComponentDefines, ComponentDefinitionError, Property
+from hetu.data.component import (
+    NUMPY_ROW_ATTRIBUTES,
+    ComponentDefines,
+    ComponentDefinitionError,
+    Property,
+    schema_meaning,
+)
 
 NS = "pytest_def"
 
@@ -228,3 +236,91 @@ def test_clear_keeps_the_core_namespace():
     assert core  # Connection, WorkerLease
     registry.clear_()
     assert registry.get_all("pytest_clear") == [] and registry.get_all("core") == core
+
+
+# -- the engine's own tables and schema meaning ---------------------------------------
+
+HETU_FIXTURE = Path(__file__).parents[1] / "ops" / "fixtures" / "hetu-9d054b5-chat-redis.json"
+
+
+def _hetu_meta(name: str) -> dict:
+    keys = json.loads(HETU_FIXTURE.read_text(encoding="utf-8"))
+    return {k: v["utf8"] for k, v in keys[f"dev:{name}:meta"]["value"].items()}
+
+
+@pytest.mark.parametrize("module, name", [
+    ("hetu.endpoint.connection", "Connection"),
+    ("hetu.system.future", "FutureCalls"),
+    ("hetu.data.backend.worker_keeper", "WorkerLease"),
+])
+def test_built_in_tables_are_stored_exactly_as_hetu_stores_them(module, name):
+    comp = getattr(importlib.import_module(module), name)
+    meta = _hetu_meta(name)
+    assert comp.json_ == meta["json"]
+    assert comp.schema_version() == meta["version"]
+
+
+def test_the_connection_device_column_keeps_its_hetu_name_and_is_read_by_key():
+    from hetu.endpoint.connection import Connection
+
+    assert "device" in Connection.dtype_map_ and "device_name" not in Connection.dtype_map_
+    row = Connection.new_row()
+    row.device = "phone"  # assignment reaches the column
+    assert row["device"] == "phone"
+
+
+@pytest.mark.skipif("device" not in NUMPY_ROW_ATTRIBUTES, reason="this NumPy has no ndarray.device")
+def test_only_the_built_in_connection_may_use_a_numpy_shadowed_name():
+    with pytest.raises(ComponentDefinitionError, match="NumPy"):
+        define({"device": (str, hetu.property_field("", dtype="U32"))}, name="Connection")
+    with pytest.raises(ComponentDefinitionError, match="NumPy"):
+        define({"device": (str, hetu.property_field("", dtype="U32"))}, name="Connection", namespace="Game")
+
+
+def test_system_lock_float_default_is_written_as_hetu_writes_it():
+    from hetu.system.lock import SystemLock
+
+    assert json.loads(SystemLock.json_)["properties"]["called"]["default"] == 0
+    assert '"called": {"default": 0,' in SystemLock.json_
+
+
+def _respelled(comp, **edits) -> str:
+    data = json.loads(comp.json_)
+    for name, prop in edits.items():
+        data["properties"][name].update(prop)
+    return json.dumps(data)
+
+
+def test_equal_schemas_written_differently_are_the_same_schema():
+    comp = define({"hp": (np.float64, hetu.property_field(0)), "name": (str, hetu.property_field("", dtype="U8")),
+                   "alive": (bool, hetu.property_field(True))})
+    for stored in (
+        _respelled(comp, hp={"default": 0.0}),
+        _respelled(comp, name={"dtype": "U8"}),
+        _respelled(comp, alive={"default": 1, "dtype": "|b1"}),
+        json.dumps(json.loads(comp.json_), separators=(",", ":")),
+    ):
+        assert stored != comp.json_
+        assert comp.same_schema(stored)
+        assert schema_meaning(stored) == schema_meaning(comp.json_)
+
+
+@pytest.mark.parametrize("edit", [
+    {"hp": {"default": 1}},
+    {"hp": {"dtype": "<f4"}},
+    {"name": {"dtype": "<U9"}},
+    {"hp": {"index": True}},
+    {"name": {"unique": True}},
+])
+def test_a_different_meaning_is_a_schema_change(edit):
+    comp = define({"hp": (np.float64, hetu.property_field(0)), "name": (str, hetu.property_field("", dtype="U8"))})
+    assert not comp.same_schema(_respelled(comp, **edit))
+
+
+def test_other_table_settings_are_part_of_the_meaning():
+    comp = define({"hp": (np.float64, hetu.property_field(0))})
+    for key, value in (("volatile", True), ("permission", "ADMIN"), ("backend", "other"), ("name", "Other")):
+        data = json.loads(comp.json_)
+        data[key] = value
+        assert not comp.same_schema(json.dumps(data)), key
+    assert not comp.same_schema("") and not comp.same_schema("{not json")

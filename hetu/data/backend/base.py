@@ -250,13 +250,19 @@ class TableMaintenance(abc.ABC):
         """Delete every row and the meta of ``ref``; returns the number of rows."""
 
     async def check_table(self, ref: TableReference) -> tuple[str, TableMeta | None]:
-        """Compare the stored meta with the definition: one of :class:`TableStatus`."""
+        """Compare the stored meta with the definition: one of :class:`TableStatus`.
+
+        The schema matches when the stored version hash is the definition's, or when
+        the stored JSON means the same (:meth:`BaseComponent.same_schema`).
+        """
         meta = await self.read_meta(ref)
         if meta is None:
             return TableStatus.NOT_EXISTS, None
         if meta.cluster_id != ref.cluster_id:
             return TableStatus.CLUSTER_MISMATCH, meta
-        if meta.version != ref.comp_cls.schema_version():
+        # the hash is HeTu's (md5 of the JSON text); equal meaning written otherwise
+        # (`0` vs `0.0`, `U32` vs `<U32`) is no change
+        if meta.version != ref.comp_cls.schema_version() and not ref.comp_cls.same_schema(meta.json):
             return TableStatus.SCHEMA_MISMATCH, meta
         return TableStatus.OK, meta
 

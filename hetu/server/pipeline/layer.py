@@ -65,4 +65,7 @@ class MessageProcessLayerFactory:
         if cls is None:
             known = ", ".join(sorted(MessageProcessLayer.registry))
             raise NotImplementedError(f"unknown PACKET_LAYERS type {type!r}; known: {known}")
-        return cls(**kwargs)
+        try:
+            return cls(**kwargs)
+        except (TypeError, ValueError) as exc:  # unknown keyword or a value out of range
+            raise ValueError(f"PACKET_LAYERS entry {{type: {type}}}: {exc}") from None
