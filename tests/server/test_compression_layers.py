@@ -236,10 +236,16 @@ async def test_the_handshake_reply_has_one_entry_per_handshake_layer(layered_ser
             assert entry == b""
 
 
-async def test_a_client_may_bring_its_own_zstd_dictionary(layered_server, chat_dictionary):
-    srv, layers = layered_server
-    if not any(entry["type"] == "zstd" for entry in layers):
-        pytest.skip("no zstd layer in this stack")
+@pytest.fixture(scope="module", params=[name for name in sorted(STACKS) if "zstd" in name or name == "all"])
+def zstd_server(request, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("zstd")
+    srv = ServerProcess(tmp, f"sqlite:///{tmp / 'db.db'}", PACKET_LAYERS=STACKS[request.param])
+    yield srv, STACKS[request.param]
+    srv.stop()
+
+
+async def test_a_client_may_bring_its_own_zstd_dictionary(zstd_server, chat_dictionary):
+    srv, layers = zstd_server
     client_layers = [dict(e, dictionary=chat_dictionary) if e["type"] == "zstd" else e for e in layers]
     client = await HeTuClient.connect(srv.url, pipeline=MessagePipeline.from_config(client_layers))
     try:
