@@ -91,6 +91,12 @@ class ChannelFanout:
         elif self.range_shapes.get(shape.key) is shape:
             del self.range_shapes[shape.key]
 
+    def use(self, client: BackendClient) -> None:
+        """Read from ``client`` from now on (the broker's feed moved to it)."""
+        self.client = client
+        for shape in [*self.row_shapes.values(), *self.range_shapes.values()]:
+            shape.client = client
+
     def _kick(self) -> None:
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name=f"hetu-fanout-{self.channel}")
@@ -113,7 +119,13 @@ class ChannelFanout:
                     self._events[:0] = events
                     failed = True
             if joins:
-                await self._add(joins)
+                try:
+                    await self._add(joins)
+                except Exception as exc:  # a defect: the joiners get it, the task lives on
+                    logger.exception("adding subscriptions to %s failed", self.channel)
+                    for join in joins:
+                        if not join.future.done():
+                            join.future.set_exception(exc)
             if failed:
                 self._delay = min(max(self._delay * 2, 0.05), MAX_RETRY_DELAY)
                 await asyncio.sleep(self._delay)
@@ -297,9 +309,13 @@ class SubscriptionBroker:
         while True:
             try:
                 async with self._lock:
+                    # another replica (when there are several) may serve where this one failed
+                    self.client = self.backend.servant
                     old, self.feed = self.feed, self.client.change_feed()
                     with contextlib.suppress(Exception):
                         await old.close()
+                    for fanout in self.fanouts.values():
+                        fanout.use(self.client)
                     for channel in list(self.listeners):
                         await self.feed.subscribe(channel)
                 break
