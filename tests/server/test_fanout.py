@@ -360,47 +360,51 @@ async def test_subscribers_joining_during_random_writes_end_with_exactly_the_ran
     backend, server = world
     rng = random.Random(14)
     for round_ in range(3):
-        base = 10_000 * (round_ + 1)
-        rows = [await insert(backend, 7, base + n) for n in range(8)]
-        views: list[View] = []
-
-        async def writer() -> None:
-            for _ in range(120):
-                op = rng.random()
-                if op < 0.35 or not rows:
-                    rows.append(await insert(backend, 7, base + rng.randrange(100, 9_000)))
-                elif op < 0.7:
-                    row = rng.choice(rows)
-                    fields = {"qty": rng.randrange(1000)} if rng.random() < 0.5 else \
-                        {"time": base + rng.randrange(100, 9_000)}
-                    try:
-                        await update(backend, int(row.id), **fields)
-                    except Exception:  # the random time was taken (unique): skip it
-                        pass
-                else:
-                    row = rows.pop(rng.randrange(len(rows)))
-                    await delete(backend, int(row.id))
-
-        async def subscriber(n: int) -> None:
-            await asyncio.sleep(rng.random() * 0.1)  # while the writer is at it
-            conn = Conn(server, caller=100 + n)
-            _, initial = await conn.sub_range("time", base, base + 9_999, 5, desc=n % 2 == 1)
-            views.append(View(conn, initial))
-
-        await asyncio.gather(writer(), *(subscriber(n) for n in range(6)))
-        await asyncio.sleep(0.5)  # every event has arrived and been fanned out
-        client = server.broker(backend).client
-        truth = {}
-        for desc in (False, True):
-            bounds = await _bounds(base, base + 9_999)
-            fresh = await client.range(TableReference(Item, INSTANCE, 1), "time", bounds, 5, desc)
-            truth[desc] = {int(r.id): wire(r) for r in fresh}
+        views, truth = await _random_round(backend, server, rng, 10_000 * (round_ + 1))
         for n, view in enumerate(views):
             view.drain()
-            desc = view.conn.ctx.caller % 2 == 1
-            assert view.rows == truth[desc], f"round {round_}, subscriber {n}"
+            assert view.rows == truth[view.conn.ctx.caller % 2 == 1], f"round {round_}, subscriber {n}"
             assert view.spurious == [], f"round {round_}, subscriber {n}"
             await view.conn.subs.close()
+
+
+async def _random_round(backend: Backend, server: ServerState, rng, base: int) -> tuple[list[View], dict]:
+    """One round: the subscribers' views, and the range read at the end (by direction)."""
+    rows = [await insert(backend, 7, base + n) for n in range(8)]
+    views: list[View] = []
+
+    async def writer() -> None:
+        for _ in range(120):
+            op = rng.random()
+            if op < 0.35 or not rows:
+                rows.append(await insert(backend, 7, base + rng.randrange(100, 9_000)))
+            elif op < 0.7:
+                row = rng.choice(rows)
+                moved = rng.random() < 0.5
+                fields = {"time": base + rng.randrange(100, 9_000)} if moved else {"qty": rng.randrange(1000)}
+                try:
+                    await update(backend, int(row.id), **fields)
+                except Exception:  # the random time was taken (unique): skip it
+                    pass
+            else:
+                row = rows.pop(rng.randrange(len(rows)))
+                await delete(backend, int(row.id))
+
+    async def subscriber(n: int) -> None:
+        await asyncio.sleep(rng.random() * 0.1)  # while the writer is at it
+        conn = Conn(server, caller=100 + n)  # odd callers subscribe descending
+        _, initial = await conn.sub_range("time", base, base + 9_999, 5, desc=n % 2 == 1)
+        views.append(View(conn, initial))
+
+    await asyncio.gather(writer(), *(subscriber(n) for n in range(6)))
+    await asyncio.sleep(0.5)  # every event has arrived and been fanned out
+    client = server.broker(backend).client
+    bounds = await _bounds(base, base + 9_999)
+    truth = {}
+    for desc in (False, True):
+        fresh = await client.range(TableReference(Item, INSTANCE, 1), "time", bounds, 5, desc)
+        truth[desc] = {int(r.id): wire(r) for r in fresh}
+    return views, truth
 
 
 async def _bounds(low: int, high: int):
