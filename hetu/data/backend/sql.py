@@ -25,3 +25,10 @@ def range_query(table: str, columns: str, col: str, id_col: str, bounds: Bounds,
         sql += f" LIMIT {placeholder(3)}"
         params.append(int(limit))
     return sql, params
+
+
+def in_id_order(row_ids: list[int], records: Any) -> list:
+    """``records`` (in any order) as a list in the order of ``row_ids``, None for an id
+    with no record (the result of ``get_many``)."""
+    found = {int(r.id): r for r in records}
+    return [found.get(i) for i in row_ids]

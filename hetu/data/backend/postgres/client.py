@@ -12,7 +12,7 @@ import numpy as np
 
 from ..base import BackendClient, Bounds, ChangeFeed, TableMaintenance, WriteSet
 from ..errors import RaceCondition
-from ..sql import range_query
+from ..sql import in_id_order, range_query
 from ..table import TableReference
 from . import events
 from .commit import Commit
@@ -165,8 +165,7 @@ class PostgresBackendClient(BackendClient):
         sql = (f"SELECT {codec.select_list} FROM {quote(table_name(ref))} "
                f"WHERE {codec.columns['id']} = ANY($1::bigint[])")
         rows = await self._fetch(sql, ids)
-        found = {int(r.id): r for r in codec.decode_many(rows or [])}
-        return [found.get(i) for i in ids]
+        return in_id_order(ids, codec.decode_many(rows or []))
 
     def _range_sql(self, ref, index, bounds: Bounds, limit, desc, columns) -> tuple[str, list]:
         codec = self.codec(ref.comp_cls)

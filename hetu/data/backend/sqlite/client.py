@@ -13,7 +13,7 @@ import numpy as np
 
 from ..base import BackendClient, Bounds, ChangeEvent, ChangeFeed, TableMaintenance, WriteSet
 from ..errors import RaceCondition
-from ..sql import range_query
+from ..sql import in_id_order, range_query
 from ..table import TableReference
 from . import events
 from .connection import ThreadConnection
@@ -120,8 +120,7 @@ class SQLiteBackendClient(BackendClient):
         sql = (f"SELECT {codec.select_list} FROM {quote(table_name(ref))} "
                f"WHERE id IN (SELECT value FROM json_each(?))")
         rows = await self._read(lambda c: c.execute(sql, (json.dumps(ids),)).fetchall())
-        found = {int(r.id): r for r in codec.decode_many(rows or [])}
-        return [found.get(i) for i in ids]
+        return in_id_order(ids, codec.decode_many(rows or []))
 
     def _range_sql(self, ref, index, bounds: Bounds, limit, desc, columns) -> tuple[str, list]:
         codec = self.codec(ref.comp_cls)
