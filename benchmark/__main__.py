@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import math
 import sys
+from pathlib import Path
 
 from . import report
 from .load import BASELINES, WORKLOADS, LoadSpec, run_load, seed_rows
@@ -108,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--redis-max-connections", type=int, default=None,
                         help="max_connections of the started server's Redis pool, passed in its Redis URL "
                              "(default: HeTu's, a blocking pool of 256)")
+    common.add_argument("--server-root", type=Path, default=None, metavar="DIR",
+                        help="start the server from the hetu package of another checkout DIR (e.g. an older "
+                             "version), with this checkout's client and workloads (default: this checkout)")
     common.add_argument("--json", metavar="FILE", help="also write the results to FILE as JSON")
 
     load = argparse.ArgumentParser(add_help=False)
@@ -160,7 +164,8 @@ def main(argv: list[str] | None = None) -> None:
     results: dict = {"machine": report.machine(), "settings": vars(args)}
     print(report.machine_line(results["machine"]), end="\n\n")
     with Stack(args.url, args.redis_url, echo=command_run in commands, workers=args.workers,
-               auth_key=args.auth_key, redis_max_connections=args.redis_max_connections) as stack:
+               auth_key=args.auth_key, redis_max_connections=args.redis_max_connections,
+               server_root=args.server_root) as stack:
         for command in commands:
             results |= command(args, stack)
             print()

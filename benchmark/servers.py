@@ -128,7 +128,7 @@ class HetuProcess:
     """``python -m hetu start --config=...`` serving benchmark/app.py."""
 
     def __init__(self, workdir: Path, redis_url: str, workers: int = 1, auth_key: str | None = None,
-                 redis_max_connections: int | None = None) -> None:
+                 redis_max_connections: int | None = None, source_root: Path | None = None) -> None:
         self.port = free_port()
         self.url = f"ws://127.0.0.1:{self.port}/hetu/{INSTANCE}"
         config = hetu_config(redis_url, self.port, workers, auth_key, redis_max_connections)
@@ -136,7 +136,9 @@ class HetuProcess:
         config_path.write_text(yaml.safe_dump(config))
         self.log_path = workdir / "hetu.log"
         self._log = open(self.log_path, "w")
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+        # the hetu package of source_root (another checkout) when given, else this one's
+        root = str(source_root or ROOT)
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "hetu", "start", f"--config={config_path}"],
             stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=workdir,
@@ -175,8 +177,10 @@ class Stack:
     """
 
     def __init__(self, url: str | None = None, redis_url: str | None = None, echo: bool = True,
-                 workers: int = 1, auth_key: str | None = None, redis_max_connections: int | None = None) -> None:
+                 workers: int = 1, auth_key: str | None = None, redis_max_connections: int | None = None,
+                 server_root: Path | None = None) -> None:
         self.hetu_url = url
+        self.server_root = server_root
         self.redis_max_connections = redis_max_connections
         self.redis_url = redis_url
         # the Redis the HeTu server uses, when known (given, or started here for it)
@@ -201,7 +205,7 @@ class Stack:
                     self.server_redis_url = redis.url
             if self.hetu_url is None:
                 hetu = self._start(HetuProcess(self.workdir, self.redis_url, self.workers, self.auth_key,
-                                               self.redis_max_connections))
+                                               self.redis_max_connections, self.server_root))
                 self.hetu_url, self.server_pid = hetu.url, hetu.pid
             if self.want_echo:
                 echo = self._start(EchoProcess())
