@@ -6,9 +6,11 @@ every subscriber. When nothing is queued before it and the transport is not paus
 the frame can be framed and written right away instead; otherwise it goes through
 the connection's queue as before, so the order of frames never changes.
 
-This reaches into Sanic's websocket (``ws_proto``: the websockets protocol object that
-frames messages; ``io_proto``: Sanic's transport protocol, whose ``_can_write`` event
-is cleared while the transport is paused). :meth:`DirectWriter.of` returns None when
+This reaches into Sanic's websocket (``ws_proto``: the websockets protocol object, whose
+state says the connection is open and that no extension changes how frames are written;
+``io_proto``: Sanic's transport protocol, whose ``_can_write`` event is cleared while
+the transport is paused, and its transport). Frames are written here, as websockets
+writes a server's unfragmented binary messages, to spare its per-frame work. :meth:`DirectWriter.of` returns None when
 they are not there, and the queue is used for every frame; tests/server/test_ws_writer.py
 names them, so a Sanic upgrade that moves them fails there instead of silently
 switching this path off.
@@ -19,7 +21,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from websockets.protocol import State
+from websockets.protocol import Side, State
 
 
 class DirectWriter:
@@ -39,7 +41,9 @@ class DirectWriter:
         lock = getattr(ws, "conn_mutex", None)
         if proto is None or not isinstance(can_write, asyncio.Event) or not isinstance(lock, asyncio.Lock):
             return None
-        if not callable(getattr(proto, "send_binary", None)) or not callable(getattr(proto, "data_to_send", None)):
+        # frames are written here as websockets would write them for a server without
+        # extensions (no permessage-deflate: Sanic negotiates none): unmasked, unfragmented
+        if getattr(proto, "side", None) is not Side.SERVER or getattr(proto, "extensions", None) != []:
             return None
         return cls(ws, proto, io, can_write)
 
@@ -51,9 +55,13 @@ class DirectWriter:
         return transport is not None and not transport.is_closing()
 
     def send(self, data: bytes) -> None:
-        """Write ``data`` as one binary message (check :meth:`ready` first)."""
-        self._proto.send_binary(data)
-        transport = self._io.transport
-        for chunk in self._proto.data_to_send():
-            if chunk:
-                transport.write(chunk)
+        """Write ``data`` as one binary message (check :meth:`ready` first): a final
+        binary frame, unmasked as a server's are (RFC 6455 §5.2)."""
+        size = len(data)
+        if size < 126:
+            header = bytes((0x82, size))
+        elif size < 1 << 16:
+            header = b"\x82\x7e" + size.to_bytes(2, "big")
+        else:
+            header = b"\x82\x7f" + size.to_bytes(8, "big")
+        self._io.transport.write(header + data)

@@ -37,17 +37,18 @@ async def test_a_sanic_websocket_has_what_the_direct_writer_needs():
         seen["ready"] = writer is not None and writer.ready()
         if writer is not None:
             writer.send(b"first")
-            writer.send(b"second")
+            writer.send(b"x" * 300)  # a 16-bit length
+            writer.send(b"y" * 70_000)  # a 64-bit length
         await ws.send(b"third")  # the regular path still follows in order
         await done.wait()
 
     server, url = await _serve(handler)
     try:
         async with websockets.connect(url) as client:
-            got = [await asyncio.wait_for(client.recv(), 5) for _ in range(3)]
+            got = [await asyncio.wait_for(client.recv(), 5) for _ in range(4)]
             done.set()
         assert seen["writer"] is not None and seen["ready"] is True
-        assert got == [b"first", b"second", b"third"]
+        assert got == [b"first", b"x" * 300, b"y" * 70_000, b"third"]
     finally:
         done.set()
         server.close()
@@ -60,6 +61,9 @@ async def test_the_direct_writer_is_not_ready_while_another_send_holds_the_socke
 
     async def handler(request, ws):
         writer = DirectWriter.of(ws)
+        ws.ws_proto.extensions = ["permessage-deflate, say"]  # frames would differ: no writer
+        result["with an extension"] = DirectWriter.of(ws)
+        ws.ws_proto.extensions = []
         async with ws.conn_mutex:
             result["during"] = writer.ready()
         result["after"] = writer.ready()
@@ -72,7 +76,7 @@ async def test_the_direct_writer_is_not_ready_while_another_send_holds_the_socke
         async with websockets.connect(url) as client:
             await asyncio.wait_for(done.wait(), 5)
             del client
-        assert result == {"during": False, "after": True, "closed": False}
+        assert result == {"with an extension": None, "during": False, "after": True, "closed": False}
     finally:
         server.close()
         await server.wait_closed()
