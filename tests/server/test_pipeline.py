@@ -237,3 +237,13 @@ def test_a_server_deflates_with_a_small_window_that_a_full_window_inflater_reads
     for message in messages:
         assert inflater.decompress(layer.encode(server_ctx, message)) == message
     assert len(messages[-1]) > 4 * 2**SERVER_DEFLATE_WBITS
+
+
+def test_a_connection_holds_no_zlib_stream_until_a_message_goes_that_way():
+    layer = ZlibLayer(level=1, dictionary=ZDICT)
+    server_ctx, reply = layer.handshake(b"")
+    client_ctx = ZlibLayer(level=1).client_handshake(None, reply)
+    assert server_ctx._compressor is None and server_ctx._decompressor is None
+    message = msgpack.packb(["rpc", "hello"])
+    assert layer.decode(server_ctx, layer.encode(client_ctx, message)) == message
+    assert server_ctx._decompressor is not None and server_ctx._compressor is None
