@@ -185,3 +185,16 @@ async def test_a_closed_client_refuses_commands(client):
     await client.close()
     with pytest.raises(RedisConnectionError):
         await client.execute("PING")
+
+
+def test_a_client_used_from_a_new_event_loop_connects_again(url):
+    client = PipelinedRedis(url)
+    assert asyncio.run(client.execute("ECHO", "first loop")) == b"first loop"
+
+    async def second_loop():
+        try:
+            return await client.execute("ECHO", "second loop")
+        finally:
+            await client.close()
+
+    assert asyncio.run(second_loop()) == b"second loop"

@@ -256,6 +256,11 @@ class PipelinedRedis:
         protocol = self._protocol
         if protocol is None or protocol.lost is not None:
             return None
+        if protocol.loop is not asyncio.get_running_loop():
+            # used from another event loop now (a test's, a new asyncio.run): the old
+            # connection belongs to the old loop, so start afresh on this one
+            self._protocol = self._connecting = self._watchdog = None
+            return None
         return protocol
 
     # -- commands ----------------------------------------------------------------------
@@ -310,6 +315,6 @@ class PipelinedRedis:
             if late is not None and late is not self._protocol:
                 late._drop(RedisConnectionError("the Redis client was closed"))
         protocol, self._protocol = self._protocol, None
-        if protocol is not None and protocol.transport is not None:
+        if protocol is not None and protocol.transport is not None and not protocol.loop.is_closed():
             protocol._fail_waiting(RedisConnectionError("the Redis client was closed"))
             protocol.transport.close()
