@@ -49,7 +49,7 @@ def load_processes(connections: int, requested: int | None) -> int:
 
 
 def command_run(args, stack: Stack) -> dict:
-    if "just_get" in args.workloads:
+    if {"just_get", "just_get_user"} & set(args.workloads):
         asyncio.run(seed_rows(stack.hetu_url, args.auth_key, args.keys))
     background = None
     if stack.server_redis_url:

@@ -29,6 +29,13 @@ async def hello_world(ctx):
     return hetu.ResponseToClient(["hello"])
 
 
+@hetu.define_endpoint(namespace=NS, permission=hetu.Permission.EVERYBODY)
+async def login(ctx, user_id: int):
+    """Log the connection in as ``user_id`` (the ``just_get_user`` workload's first call)."""
+    ok, reason = await hetu.elevate(ctx, user_id)
+    return hetu.ResponseToClient([ok, reason])
+
+
 @hetu.define_system(namespace=NS, components=(IntTable,), permission=hetu.Permission.EVERYBODY, retry=RETRY)
 async def just_get(ctx, number: int):
     await ctx.repo[IntTable].get(number=number)

@@ -27,14 +27,18 @@ from .procs import ClientProcesses, split
 from .redisstats import RedisProbe
 from .servers import cpu_seconds, machine_cpu_seconds
 
-WORKLOADS = ("hello_world", "just_get", "upsert", "exchange_data")
+WORKLOADS = ("hello_world", "just_get", "just_get_user", "upsert", "exchange_data")
+# workload -> the endpoint it calls, when the names differ
+ENDPOINTS = {"just_get_user": "just_get"}
+# workloads whose connections log in (each as a user of its own) before they call
+LOGGED_IN = ("just_get_user",)
 BASELINES = ("echo", "redis")
 CONNECT_CONCURRENCY = 50
 
 
 def workload_args(workload: str, keys: int) -> tuple:
     """Arguments of one call: random keys among ``keys`` rows / names."""
-    if workload == "just_get":
+    if workload in ("just_get", "just_get_user"):
         return (random.randrange(keys),)
     if workload == "upsert":
         return (f"k{random.randrange(keys)}",)
@@ -50,9 +54,14 @@ class HetuDriver:
 
     async def open(self) -> None:
         self.client = await HeTuClient.connect(self.url, auth_key=self.auth_key)
+        if self.workload in LOGGED_IN:
+            ok, reason = await self.client.call("login", random.getrandbits(48) + 1)
+            if not ok:
+                raise RuntimeError(f"the benchmark's login failed: {reason}")
 
     async def call(self) -> int | None:
-        reply = await self.client.call(self.workload, *workload_args(self.workload, self.keys))
+        endpoint = ENDPOINTS.get(self.workload, self.workload)
+        reply = await self.client.call(endpoint, *workload_args(self.workload, self.keys))
         return reply[0] if self.workload != "hello_world" else None
 
     async def close(self) -> None:

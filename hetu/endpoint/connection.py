@@ -172,15 +172,23 @@ async def logout(ctx) -> bool:
 
 
 class ConnectionAliveChecker:
-    """Detects kicked connections and refreshes ``last_active`` now and then."""
+    """Detects kicked connections and refreshes ``last_active`` now and then.
 
-    def __init__(self, tbl_mgr) -> None:
+    ``login_watched``: something else notices a takeover as it happens (a server's
+    login watch, ``hetu/server/login_watch.py``), so the ``Connection`` row is read
+    only when ``last_active`` is due for a refresh, not on every call.
+    """
+
+    def __init__(self, tbl_mgr, login_watched: bool = False) -> None:
         self.tbl_mgr = tbl_mgr
+        self.login_watched = login_watched
         self._last_refresh = 0.0
 
     async def is_illegal(self, ctx) -> bool:
         """True when this logged-in connection was kicked or its row is gone."""
         if not ctx.caller:
+            return False
+        if self.login_watched and time.time() - self._last_refresh <= ENDPOINT_CALL_IDLE_TIMEOUT / 5:
             return False
         table = _table(self.tbl_mgr)
         try:

@@ -30,11 +30,14 @@ _brief.maxlist = _brief.maxtuple = _brief.maxdict = _brief.maxset = 8
 class EndpointExecutor:
     """Executes endpoints for one connection (``context``)."""
 
-    def __init__(self, namespace: str, tbl_mgr, context) -> None:
+    def __init__(self, namespace: str, tbl_mgr, context, login_watched: bool = False) -> None:
+        """``login_watched``: a login watch demotes this connection when its login is
+        taken over, so calls need not re-read the ``Connection`` row each time (see
+        :class:`ConnectionAliveChecker`)."""
         self.namespace = namespace
         self.tbl_mgr = tbl_mgr
         self.context = context
-        self.alive_checker = ConnectionAliveChecker(tbl_mgr)
+        self.alive_checker = ConnectionAliveChecker(tbl_mgr, login_watched)
 
     async def initialize(self, address: str) -> None:
         """Register the connection (its ``Connection`` row)."""

@@ -159,7 +159,8 @@ class ClientConnection:
         tbl_mgr = self.server.table_managers[self.instance]
         self.ctx = ctx = self._new_context()
         ctx.systems = SystemCaller(self.server.namespace, tbl_mgr, ctx)
-        self.executor = EndpointExecutor(self.server.namespace, tbl_mgr, ctx)
+        # the login watch (_caller_changed) notices takeovers: no Connection read per call
+        self.executor = EndpointExecutor(self.server.namespace, tbl_mgr, ctx, login_watched=True)
         try:
             await self.executor.initialize(self.address)
         except Exception as exc:

@@ -138,15 +138,15 @@ async def test_get_by_index_and_commit_are_one_round_trip_each(rbackend, monkeyp
         row.time, row.name = 1, "one"
         await s.using(Item).insert(row)
 
-    client = be.master.redis
+    client = be.master.calls  # the connection transactions send their commands on
     calls = []
-    original = client.execute_command
+    original = client.execute
 
     async def counting(*args, **kwargs):
         calls.append(args[0])
         return await original(*args, **kwargs)
 
-    monkeypatch.setattr(client, "execute_command", counting)
+    monkeypatch.setattr(client, "execute", counting)
     async with be.session(INSTANCE, 1) as s:
         repo = s.using(Item)
         found = await repo.get(name="one")

@@ -213,3 +213,37 @@ def test_layers_register_by_alias_and_build_from_config():
     assert pipe.decode(None, wire) == ["rpc", "x"]
     with pytest.raises(NotImplementedError, match="unknown PACKET_LAYERS type"):
         MessageProcessLayerFactory.create(type="nope")
+
+
+@pytest.mark.parametrize("level", [0, 1, 6, 9])
+@pytest.mark.parametrize("zdict", [b"", ZDICT])
+def test_zlib_header_is_the_one_a_full_window_deflater_writes(level, zdict):
+    from hetu.server.pipeline.zlib import zlib_header
+
+    deflater = zlib.compressobj(level, zlib.DEFLATED, 15, 8, **({"zdict": zdict} if zdict else {}))
+    stream = deflater.compress(b"x") + deflater.flush(zlib.Z_SYNC_FLUSH)
+    assert stream.startswith(zlib_header(15, level, zdict))
+
+
+def test_a_server_deflates_with_a_small_window_that_a_full_window_inflater_reads():
+    from hetu.server.pipeline.zlib import SERVER_DEFLATE_WBITS
+
+    layer = ZlibLayer(level=1, dictionary=ZDICT)
+    server_ctx, _ = layer.handshake(b"")
+    inflater = zlib.decompressobj(15, zdict=ZDICT)  # what the reference's clients do
+    rows = [dict(ROW1, id=i, text=f"message {i} " * (i % 7)) for i in range(400)]
+    messages = [msgpack.packb(["updt", SUB_ID, {r["id"]: r}]) for r in rows]
+    messages.append(msgpack.packb(["sub", SUB_ID, rows]))  # one message far longer than the window
+    for message in messages:
+        assert inflater.decompress(layer.encode(server_ctx, message)) == message
+    assert len(messages[-1]) > 4 * 2**SERVER_DEFLATE_WBITS
+
+
+def test_a_connection_holds_no_zlib_stream_until_a_message_goes_that_way():
+    layer = ZlibLayer(level=1, dictionary=ZDICT)
+    server_ctx, reply = layer.handshake(b"")
+    client_ctx = ZlibLayer(level=1).client_handshake(None, reply)
+    assert server_ctx._compressor is None and server_ctx._decompressor is None
+    message = msgpack.packb(["rpc", "hello"])
+    assert layer.decode(server_ctx, layer.encode(client_ctx, message)) == message
+    assert server_ctx._decompressor is not None and server_ctx._compressor is None

@@ -25,6 +25,7 @@ from .cluster import (
     split_cluster_url,
 )
 from .keys import RowCodec
+from .pipelined import PipelinedRedis
 
 MIN_SERVER_VERSION = (7, 0)
 
@@ -36,12 +37,23 @@ class LuaScript:
         self.source = (Path(__file__).parent / filename).read_text()
         self.sha = hashlib.sha1(self.source.encode()).hexdigest()
 
-    async def load(self, r: aioredis.Redis | RedisCluster) -> None:
+    async def load(self, r: aioredis.Redis | RedisCluster | PipelinedRedis) -> None:
+        if isinstance(r, PipelinedRedis):
+            await r.execute("SCRIPT", "LOAD", self.source, retry=True)
+            return
         # On a cluster SCRIPT LOAD goes to every primary, the slot's owner among them.
         await r.script_load(self.source)
 
-    async def run(self, r: aioredis.Redis | RedisCluster, keys_: list, args: list,
+    async def run(self, r: aioredis.Redis | RedisCluster | PipelinedRedis, keys_: list, args: list,
                   readonly: bool = False) -> Any:
+        if isinstance(r, PipelinedRedis):
+            # a read-only script may be re-sent after a lost connection; a commit may not
+            command = "EVALSHA_RO" if readonly else "EVALSHA"
+            try:
+                return await r.execute(command, self.sha, len(keys_), *keys_, *args, retry=readonly)
+            except NoScriptError:
+                await self.load(r)
+                return await r.execute(command, self.sha, len(keys_), *keys_, *args, retry=readonly)
         # redis-py routes EVALSHA by its keys without a round trip; EVALSHA_RO would
         # cost a COMMAND GETKEYS per call, so on a cluster read-only scripts (flagged
         # no-writes) run as EVALSHA on the slot's primary.
@@ -83,9 +95,14 @@ class RedisBackendClient(BackendClient):
         options.setdefault("socket_keepalive", True)
         self._options = options
         self._redis: aioredis.Redis | RedisCluster | None
+        # rows, ranges, unique checks and commits: one auto-pipelined connection (a
+        # cluster routes them with redis-py); maintenance and events use redis-py
+        self._calls: PipelinedRedis | None = None
         if self.is_cluster:
             self._redis = connect_cluster(plain_url, is_servant, options)
         else:
+            self._calls = PipelinedRedis(plain_url, **{k: v for k, v in options.items()
+                                                        if k not in ("max_connections", "pool_timeout")})
             # A blocking pool: when every connection is busy (a burst of subscription
             # refreshes, say), callers wait for one instead of failing.
             pool = aioredis.BlockingConnectionPool.from_url(
@@ -123,7 +140,17 @@ class RedisBackendClient(BackendClient):
         await RANGE_SCRIPT.load(r)
         self._opened = True
 
+    @property
+    def calls(self) -> aioredis.Redis | RedisCluster | PipelinedRedis:
+        """Where the commands of transactions go: the pipelined connection, or the
+        cluster client."""
+        if self._redis is None:
+            raise ConnectionError(f"the Redis backend {self.url} is closed")
+        return self._calls or self._redis
+
     async def close(self) -> None:
+        if self._calls is not None:
+            await self._calls.close()
         if self._redis is not None:
             r, self._redis = self._redis, None
             await r.aclose()
@@ -139,7 +166,13 @@ class RedisBackendClient(BackendClient):
         return codec
 
     async def get(self, ref: TableReference, row_id: int) -> np.record | None:
-        fields = await self.redis.hgetall(keys.row_key(ref, int(row_id)))
+        key = keys.row_key(ref, int(row_id))
+        r = self.calls
+        if isinstance(r, PipelinedRedis):
+            flat = await r.execute("HGETALL", key, retry=True)
+            fields = _pairs(flat) if flat else None
+        else:
+            fields = await r.hgetall(key)
         if not fields:
             return None
         return self.codec(ref.comp_cls).decode(fields)
@@ -166,7 +199,7 @@ class RedisBackendClient(BackendClient):
         low, high = keys.lex_bounds(bounds, kind)
         args = [low, high, b"1" if desc else b"0", int(limit) if limit > 0 else -1,
                 keys.row_key(ref, ""), b"1" if with_rows else b"0"]
-        return await RANGE_SCRIPT.run(self.redis, [keys.index_key(ref, index)], args, readonly=True)
+        return await RANGE_SCRIPT.run(self.calls, [keys.index_key(ref, index)], args, readonly=True)
 
     async def range(self, ref, index, bounds, limit, desc) -> np.recarray:
         flat_rows = await self._range(ref, index, bounds, limit, desc, True)
@@ -179,11 +212,19 @@ class RedisBackendClient(BackendClient):
         if not values:
             return []
         comp = ref.comp_cls
-        async with self.redis.pipeline(transaction=False) as pipe:
+        r = self.calls
+        if isinstance(r, PipelinedRedis):
+            commands = []
             for field, value in values:
                 low, high = keys.unique_bounds(value, comp.dtype_map_[field].kind)
-                pipe.zrange(keys.index_key(ref, field), low, high, bylex=True, offset=0, num=1)
-            results = await pipe.execute()
+                commands.append(("ZRANGE", keys.index_key(ref, field), low, high, "BYLEX", "LIMIT", 0, 1))
+            results = await r.execute_many(commands, retry=True)
+        else:
+            async with r.pipeline(transaction=False) as pipe:
+                for field, value in values:
+                    low, high = keys.unique_bounds(value, comp.dtype_map_[field].kind)
+                    pipe.zrange(keys.index_key(ref, field), low, high, bylex=True, offset=0, num=1)
+                results = await pipe.execute()
         return [keys.member_row_id(hit[0]) if hit else None for hit in results]
 
     # -- commit ---------------------------------------------------------------------------
@@ -248,7 +289,7 @@ class RedisBackendClient(BackendClient):
         route = keys.cluster_prefix(writes[0].ref)
         if self.is_cluster:
             check_single_slot([keys.cluster_prefix(tw.ref) for tw in writes])
-        result = await COMMIT_SCRIPT.run(self.redis, [route], [payload])
+        result = await COMMIT_SCRIPT.run(self.calls, [route], [payload])
         if result == b"OK":
             return
         kind = result[0]
