@@ -27,7 +27,6 @@ from ..system.context import SystemContext
 from ..system.definer import SystemClusters
 from .limits import FloodChecker
 from .login_watch import LoginWatcher
-from .pipeline.jsonb import Packed
 from .protocol import REJECTED, ProtocolViolation
 from .state import ServerState
 from .subscription import ConnectionSubscriptions
@@ -232,29 +231,24 @@ class ClientConnection:
     # -- sending -----------------------------------------------------------------------------------
 
     async def push(self, frame: Any, name: str | None = None) -> None:
-        """Queue a frame for this client (``name``: the rpc it answers, for errors)."""
+        """Send a frame to this client (``name``: the rpc it answers, for errors): at
+        once when nothing queued is waiting before it and the socket takes it (see
+        :mod:`.ws_writer`), else through the send queue."""
+        if self._write_now(frame, name):
+            return
         if self._overflow is not None:  # behind the pushes already waiting
             self.push_nowait(frame, name)
             return
         await self.queue.put((frame, name))
 
     def push_nowait(self, frame: Any, name: str | None = None) -> None:
-        """Queue a frame without waiting (subscription pushes: the fan-out serves every
-        connection of the worker and must not wait for one). Frames that do not fit
-        wait in order behind the queue; a client that falls ``OVERFLOW_LIMIT`` frames
-        further behind is closed as too slow.
-
-        A push (a :class:`Packed` frame) that nothing queued is waiting before is
-        written at once, without waking the send loop (see :mod:`.ws_writer`)."""
+        """Send or queue a frame without waiting (subscription pushes: the fan-out
+        serves every connection of the worker and must not wait for one). Frames that
+        do not fit wait in order behind the queue; a client that falls
+        ``OVERFLOW_LIMIT`` frames further behind is closed as too slow."""
+        if self._write_now(frame, name):
+            return
         if self._overflow is None:
-            direct = self._direct
-            if (direct is not None and type(frame) is Packed and self.state is ConnState.OPEN
-                    and self.queue.empty() and direct.ready()):
-                direct.send(self.pipeline.encode(self.layer_ctxs, frame))
-                if self.send_flood.hit(self.ctx.server_limits):
-                    logger.warning("%s exceeded the server send limits; closing", self.ctx)
-                    self._close_now()
-                return
             try:
                 self.queue.put_nowait((frame, name))
                 return
@@ -267,6 +261,34 @@ class ClientConnection:
             self._close_now()
             return
         self._overflow.append((frame, name))
+
+    def _write_now(self, frame: Any, name: str | None) -> bool:
+        """Write ``frame`` without the send loop when nothing is queued before it and the
+        socket takes it now; False when it must be queued."""
+        direct = self._direct
+        if (direct is None or self.state is not ConnState.OPEN or self._overflow is not None
+                or not self.queue.empty() or isinstance(frame, str) or frame is CLOSE or not direct.ready()):
+            return False
+        data = self._encode(frame, name)
+        if data is None:
+            self._close_now()
+            return True
+        direct.send(data)
+        if self.send_flood.hit(self.ctx.server_limits):
+            logger.warning("%s exceeded the server send limits; closing", self.ctx)
+            self._close_now()
+        return True
+
+    def _encode(self, frame: Any, name: str | None) -> bytes | None:
+        """The frame through the pipeline; None when it cannot be encoded and the
+        connection is to be dropped (a debug server answers the rpc with the error)."""
+        try:
+            return self.pipeline.encode(self.layer_ctxs, frame)
+        except (TypeError, ValueError, OverflowError) as exc:
+            logger.error("cannot encode the reply to %s for %s: %s", name, self.ctx, exc)
+            if self.server.debug and name is not None:
+                return self.pipeline.encode(self.layer_ctxs, ["err", name, f"{type(exc).__name__}: {exc}"])
+            return None
 
     async def _move_overflow(self) -> None:
         overflow = self._overflow
@@ -286,15 +308,10 @@ class ClientConnection:
             if isinstance(frame, str):  # the motd: plain text, outside the pipeline
                 await self.ws.send(frame)
                 continue
-            try:
-                data = self.pipeline.encode(self.layer_ctxs, frame)
-            except (TypeError, ValueError, OverflowError) as exc:
-                logger.error("cannot encode the reply to %s for %s: %s", name, self.ctx, exc)
-                if self.server.debug and name is not None:
-                    data = self.pipeline.encode(self.layer_ctxs, ["err", name, f"{type(exc).__name__}: {exc}"])
-                else:
-                    self._fail()
-                    return
+            data = self._encode(frame, name)
+            if data is None:
+                self._fail()
+                return
             await self.ws.send(data)
             if self.send_flood.hit(self.ctx.server_limits):
                 logger.warning("%s exceeded the server send limits; closing", self.ctx)

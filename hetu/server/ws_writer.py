@@ -1,10 +1,11 @@
 """Writing a websocket frame at once, from the fan-out, when the socket can take it.
 
-A subscription push to an idle connection used to wake the connection's send task:
-a queue hand-over, a task switch, Sanic's send lock and two coroutines per frame, for
-every subscriber. When nothing is queued before it and the transport is not paused,
-the frame can be framed and written right away instead; otherwise it goes through
-the connection's queue as before, so the order of frames never changes.
+A frame to an idle connection (a subscription push, an rpc reply) used to wake the
+connection's send task: a queue hand-over, a task switch, Sanic's send lock and two
+coroutines per frame, for every subscriber of a push. When nothing is queued before it
+and the transport is not paused, the frame is framed and written right away instead;
+otherwise it goes through the connection's queue as before, so the order of frames never
+changes.
 
 This reaches into Sanic's websocket (``ws_proto``: the websockets protocol object, whose
 state says the connection is open and that no extension changes how frames are written;

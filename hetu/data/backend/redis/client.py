@@ -180,10 +180,16 @@ class RedisBackendClient(BackendClient):
     async def get_many(self, ref: TableReference, row_ids: list[int]) -> list[np.record | None]:
         if not row_ids:
             return []
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for row_id in row_ids:
-                pipe.hgetall(keys.row_key(ref, int(row_id)))
-            results = await pipe.execute()
+        row_keys = [keys.row_key(ref, int(row_id)) for row_id in row_ids]
+        r = self.calls
+        if isinstance(r, PipelinedRedis):
+            flats = await r.execute_many([("HGETALL", key) for key in row_keys], retry=True)
+            results = [_pairs(flat) if flat else None for flat in flats]
+        else:
+            async with r.pipeline(transaction=False) as pipe:
+                for key in row_keys:
+                    pipe.hgetall(key)
+                results = await pipe.execute()
         codec = self.codec(ref.comp_cls)
         return [codec.decode(fields) if fields else None for fields in results]
 
