@@ -76,8 +76,9 @@ async def _subscriber(client: HeTuClient, spec: SubscriberSpec, gate) -> dict[in
     return arrived
 
 
-async def subscriber_process(spec: SubscriberSpec, gate) -> tuple[list[dict[int, float]], list[str]]:
-    """Arrival times per subscriber, and why subscribers that could not subscribe failed."""
+async def subscriber_process(spec: SubscriberSpec, gate) -> tuple[list[dict[int, float]], list[str], float]:
+    """Arrival times per subscriber, why subscribers that could not subscribe failed, and
+    the CPU seconds this process used while the pushes came (receiving and decoding them)."""
     limit = asyncio.Semaphore(CONNECT_CONCURRENCY)
 
     async def connect() -> HeTuClient:
@@ -93,10 +94,12 @@ async def subscriber_process(spec: SubscriberSpec, gate) -> tuple[list[dict[int,
     clients = [c for c in outcomes if isinstance(c, HeTuClient)]
     failures = [f"{type(e).__name__}: {e}" for e in outcomes if not isinstance(e, HeTuClient)]
     await gate.ready()
+    cpu = time.process_time()
     arrivals = await asyncio.gather(*(_subscriber(c, spec, gate) for c in clients))
+    cpu = time.process_time() - cpu
     gate.finished()  # the server's CPU is read now, before the connections close
     await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
-    return arrivals, failures
+    return arrivals, failures, cpu
 
 
 @dataclass
@@ -108,6 +111,7 @@ class PushResult:
     pattern: str = "insert"
     room_rows: int = 0  # the rows in the subscribed range before the inserts (room, chat)
     server_cpu_per_frame_us: float | None = None  # server CPU during the inserts / pushes received
+    client_cpu_per_frame_us: float | None = None  # subscriber processes' CPU meanwhile / pushes received
     measured: int = 0
     missed: int = 0
     latencies_ms: dict[str, float] = field(default_factory=dict)
@@ -196,14 +200,16 @@ def run_push(url: str, auth_key: str | None, subscribers: int, processes: int,
         parts = group.results(timeout=60)
     latencies = [
         arrived[number] - replied[number]
-        for arrivals, _ in parts for arrived in arrivals for number in arrived if number in replied
+        for arrivals, _, _ in parts for arrived in arrivals for number in arrived if number in replied
     ]
-    failures = [failure for _, failed in parts for failure in failed]
+    failures = [failure for _, failed, _ in parts for failure in failed]
+    client_cpu = sum(cpu for _, _, cpu in parts)
     return PushResult(
         subscribers=subscribers, processes=len(sizes), inserts=inserts,
         inserted=len(replied), writer_error=writer_error, pattern=pattern,
         room_rows=CHAT_ROWS if pattern == "chat" else room_rows,
         server_cpu_per_frame_us=cpu / len(latencies) * 1e6 if cpu is not None and latencies else None,
+        client_cpu_per_frame_us=client_cpu / len(latencies) * 1e6 if latencies else None,
         measured=len(latencies), missed=subscribers * len(replied) - len(latencies),
         latencies_ms=percentiles_ms(latencies) | {"max": max(latencies, default=float("nan")) * 1000},
         insert_call_ms=percentiles_ms(calls_ms),

@@ -73,6 +73,8 @@ def background_note(trips_per_s: float, commands_per_s: float) -> str:
 def push_table(r: PushResult) -> str:
     ms, call = r.latencies_ms, r.insert_call_ms
     cpu = "" if r.server_cpu_per_frame_us is None else f", server CPU {r.server_cpu_per_frame_us:.0f} us per push"
+    if r.client_cpu_per_frame_us is not None:
+        cpu += f", subscribers' CPU {r.client_cpu_per_frame_us:.0f} us per push"
     shape = {"insert": "IntTable range", "chat": f"chat room (newest 100 of {r.room_rows})",
              "room": f"room of {r.room_rows} rows"}[r.pattern]
     return "\n".join([

@@ -106,4 +106,6 @@ def test_the_chat_room_and_room_size_patterns_reach_every_subscriber(tmp_path, p
     for r in results:
         assert r["pattern"] == pattern and r["missed"] == 0 and r["measured"] == r["subscribers"] * 3
         assert r["server_cpu_per_frame_us"] is not None and r["server_cpu_per_frame_us"] >= 0
-    assert "server CPU" in proc.stdout and ("chat room (newest 100 of 200)" in proc.stdout) == (pattern == "chat")
+        assert r["client_cpu_per_frame_us"] is not None and r["client_cpu_per_frame_us"] > 0
+    assert "server CPU" in proc.stdout and "subscribers' CPU" in proc.stdout
+    assert ("chat room (newest 100 of 200)" in proc.stdout) == (pattern == "chat")
