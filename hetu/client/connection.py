@@ -253,10 +253,14 @@ class HeTuClient:
     async def next_update(self, timeout: float | None = None) -> tuple[str, dict] | None:
         """The next ``updt`` push of a low-level subscription as ``(sub_id, {row_id: row
         or None})``; None when closed or after ``timeout`` seconds."""
-        try:
-            item = await asyncio.wait_for(self.updates.get(), timeout)
-        except TimeoutError:
-            return None
+        if self.updates.empty():
+            try:  # asyncio.timeout, not wait_for: no task per call on a subscriber's hot path
+                async with asyncio.timeout(timeout):
+                    item = await self.updates.get()
+            except TimeoutError:
+                return None
+        else:
+            item = self.updates.get_nowait()
         if item is None:
             self.updates.put_nowait(None)  # keep telling later callers
         return item
