@@ -30,6 +30,7 @@ from .login_watch import LoginWatcher
 from .protocol import REJECTED, ProtocolViolation
 from .state import ServerState
 from .subscription import ConnectionSubscriptions
+from .ws_reader import DirectReader
 from .ws_writer import DirectWriter
 
 logger = logging.getLogger("HeTu.root")
@@ -77,6 +78,7 @@ class ClientConnection:
         self._overflow: collections.deque | None = None  # frames waiting for queue space
         self._overflow_task: asyncio.Task | None = None
         self._direct: DirectWriter | None = None  # set once the connection is open
+        self._reader: DirectReader | None = None  # set once the connection is open
         # login takeover ("kick") detection, see login_watch.py
         self.kicked = False
         self._in_call = False
@@ -169,6 +171,7 @@ class ClientConnection:
             return
         self.state = ConnState.OPEN
         self._direct = DirectWriter.of(self.ws)
+        self._reader = DirectReader.of(self.ws)
         replay.info("[Connected] %s", ctx)
         receiver = asyncio.create_task(self._receive_loop(), name=f"hetu-recv-{ctx.connection_id}")
         try:
@@ -321,9 +324,10 @@ class ClientConnection:
     # -- receiving -----------------------------------------------------------------------------------
 
     async def _receive_loop(self) -> None:
+        recv = self._reader.recv if self._reader is not None else self.ws.recv
         try:
             while True:
-                data = await self.ws.recv()
+                data = await recv()
                 if data is None:  # the socket closed
                     break
                 await self._handle(data)
