@@ -149,6 +149,12 @@ async def test_stop_always_returns_even_when_cancelled_mid_request(leases):
         k = keeper(leases, f"n{i}")
         await k.acquire()
         k.start(interval=0.0005)
+        renewer = k._task
         await asyncio.sleep(rng.random() * 0.005)
         await asyncio.wait_for(k.stop(), 10)
+        assert renewer.done() and k._task is None  # the loop ended, nothing left running
+        if i % 10 == 0:  # and the lease is no longer renewed (its expiry stays put)
+            expiry = (await lease_row(leases, k.worker_id)).expires_at
+            await asyncio.sleep(0.01)  # 20 renewal intervals
+            assert (await lease_row(leases, k.worker_id)).expires_at == expiry
         await k.release()

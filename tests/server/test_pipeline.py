@@ -131,8 +131,11 @@ def handshake_pair(client_key, server_key):
 
 
 def test_without_an_auth_key_both_hellos_are_accepted():
-    handshake_pair(None, None)
-    handshake_pair("any", None)
+    for client_key in (None, "any"):
+        client, client_ctxs, server, server_ctxs = handshake_pair(client_key, None)
+        # the agreed keys and streams work both ways
+        assert server.decode(server_ctxs, client.encode(client_ctxs, ["rpc", "hello"])) == ["rpc", "hello"]
+        assert client.decode(client_ctxs, server.encode(server_ctxs, ["rsp", client_key])) == ["rsp", client_key]
 
 
 def test_with_an_auth_key_unsigned_or_wrongly_signed_hellos_are_refused():
