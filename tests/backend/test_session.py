@@ -478,3 +478,24 @@ async def test_negative_row_ids_work_everywhere(backend, session):
         dup.name, dup.time = "other", -10
         with pytest.raises(UniqueViolation):
             await repo.insert(dup)
+
+
+def test_changed_fields_compares_the_stored_values():
+    """What update() and the commit take for a change: the fields whose stored bytes
+    differ, in column order (a NaN left as it was is no change; -0.0 for 0.0 is one)."""
+    from hetu.data.backend.idmap import changed_fields
+
+    old = Item.new_row()
+    old.model, old.name, old.qty = np.nan, "abc", 3
+    new = old.copy()
+    assert changed_fields(new, old) == ()
+    new.qty, new.name = 4, "abd"
+    assert changed_fields(new, old) == ("name", "qty")  # the dtype's (alphabetical) order
+    assert changed_fields(new, old, skip="qty") == ("name",)
+    zero = Item.new_row()
+    negative = zero.copy()
+    negative.model = -0.0
+    assert changed_fields(negative, zero) == ("model",)
+    new._version = old._version + 1
+    assert changed_fields(new, old, skip="_version") == ("name", "qty")
+    assert changed_fields(new, old) == ("_version", "name", "qty")

@@ -45,9 +45,9 @@ class TableWrites:
         return sorted(f for f in comp.indexes_ if f in changed)
 
     def touched_rows(self) -> list[int]:
-        ids = [int(r.id) for r in self.inserts]
-        ids += [int(new.id) for _, new, _ in self.updates]
-        ids += [int(r.id) for r in self.deletes]
+        ids = [int(r["id"]) for r in self.inserts]
+        ids += [int(new["id"]) for _, new, _ in self.updates]
+        ids += [int(r["id"]) for r in self.deletes]
         return ids
 
 

@@ -35,6 +35,26 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
+_FIELD_SPANS: dict[np.dtype, tuple[tuple[str, int, int], ...]] = {}
+
+
+def changed_fields(new: np.record, old: np.record, skip: str = "") -> tuple[str, ...]:
+    """The fields (but ``skip``) whose stored bytes differ between two rows of one
+    component, in dtype order. Compared as bytes, not as NumPy scalars: one
+    ``tobytes`` per row instead of two scalar reads and a compare per field (a NaN
+    that did not change is unchanged, and -0.0 replacing 0.0 is a change)."""
+    a, b = new.tobytes(), old.tobytes()
+    if a == b:
+        return ()
+    spans = _FIELD_SPANS.get(new.dtype)
+    if spans is None:
+        fields = new.dtype.fields
+        spans = _FIELD_SPANS[new.dtype] = tuple(
+            (name, fields[name][1], fields[name][1] + fields[name][0].itemsize) for name in new.dtype.names
+        )
+    return tuple(name for name, start, end in spans if a[start:end] != b[start:end] and name != skip)
+
+
 class IdentityMap:
     """Rows of one transaction, per table, in first-touch order."""
 
@@ -82,30 +102,30 @@ class IdentityMap:
 
     def add_clean(self, ref: TableReference, row: np.record) -> None:
         rows = self.rows(ref)
-        row_id = int(row.id)
+        row_id = int(row["id"])
         if row_id in rows:
             raise ValueError(f"{ref.comp_name} row {row_id} already exists in the cache")
         rows[row_id] = CachedRow(row.copy(), row.copy(), RowState.CLEAN)
 
     def add_insert(self, ref: TableReference, row: np.record) -> None:
         rows = self.rows(ref)
-        row_id = int(row.id)
+        row_id = int(row["id"])
         entry = rows.get(row_id)
         if entry is None:
             rows[row_id] = CachedRow(row.copy(), None, RowState.INSERT)
         elif entry.state == RowState.DELETE:
             # deleted then inserted again with the same id: it is an update of the row
             new = row.copy()
-            new._version = entry.clean._version
+            new["_version"] = entry.clean["_version"]
             entry.row, entry.state = new, RowState.UPDATE
         else:
             raise ValueError(f"{ref.comp_name} row {row_id} is already in this session")
 
     def update(self, ref: TableReference, row: np.record) -> None:
-        entry = self.lookup(ref, row.id)
+        entry = self.lookup(ref, row["id"])
         if entry is None or entry.state == RowState.DELETE:
             raise LookupError(
-                f"cannot update {ref.comp_name} row {int(row.id)}: row id not found in "
+                f"cannot update {ref.comp_name} row {int(row['id'])}: row id not found in "
                 f"this session (read it with get/range/upsert first) or already deleted"
             )
         entry.row = row.copy()
@@ -133,21 +153,17 @@ class IdentityMap:
             tw = TableWrites(ref)
             for row_id, e in rows.items():
                 if e.state == RowState.CLEAN:
-                    tw.reads.append((row_id, int(e.clean._version)))
+                    tw.reads.append((row_id, int(e.clean["_version"])))
                 elif e.state == RowState.INSERT:
                     tw.inserts.append(e.row)
                 elif e.state == RowState.DELETE:
                     tw.deletes.append(e.clean)
                 else:
-                    changed = tuple(
-                        name
-                        for name in ref.comp_cls.dtypes.names
-                        if name != "_version" and e.row[name] != e.clean[name]
-                    )
+                    changed = changed_fields(e.row, e.clean, skip="_version")
                     if changed:
                         tw.updates.append((e.clean, e.row, changed))
                     else:  # changed back to what was read: still a read
-                        tw.reads.append((row_id, int(e.clean._version)))
+                        tw.reads.append((row_id, int(e.clean["_version"])))
             if tw.is_dirty() or tw.reads:
                 writes.append(tw)
         return writes

@@ -11,7 +11,7 @@ import numpy as np
 
 from .bounds import normalize_bounds
 from .errors import RaceCondition, UniqueViolation
-from .idmap import RowState
+from .idmap import RowState, changed_fields
 from .table import TableReference
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ class SessionRepository:
     def _adopt(self, row: np.record) -> np.record | None:
         """Put a row read from the database into the session; return the session's copy."""
         idmap = self.session.idmap
-        entry = idmap.lookup(self.ref, row.id)
+        entry = idmap.lookup(self.ref, row["id"])
         if entry is None:
             idmap.add_clean(self.ref, row)
             return row.copy()
@@ -97,7 +97,7 @@ class SessionRepository:
         bounds = normalize_bounds(self.comp, index_name, value)
         rows = await self.session.reader.range(self.ref, index_name, bounds, 1, False)
         for row in rows:
-            entry = idmap.lookup(self.ref, row.id)
+            entry = idmap.lookup(self.ref, row["id"])
             if entry is None:
                 return self._adopt(row)
             # the committed row matched, but this session changed or deleted it since
@@ -159,11 +159,11 @@ class SessionRepository:
         which reports a clash as RaceCondition: someone else took it meanwhile.
         """
         idmap = self.session.idmap
-        row_id = int(row.id)
+        row_id = int(row["id"])
         for field in fields:
             value = _plain(row[field])
             for entry in idmap.live_rows(self.ref):
-                if int(entry.row.id) != row_id and _plain(entry.row[field]) == value:
+                if int(entry.row["id"]) != row_id and _plain(entry.row[field]) == value:
                     raise UniqueViolation(
                         f"{action} failed: {self.comp.name_}.{field}={value!r} violates a "
                         f"unique index (another row of this transaction has it)"
@@ -192,9 +192,9 @@ class SessionRepository:
     async def insert(self, row: np.record) -> None:
         """Add a new row (from ``Component.new_row()``) to the transaction."""
         self._check_row(row)
-        if row._version != 0:
+        if row["_version"] != 0:
             raise AssertionError("Insert row's _version must be 0 (use new_row())")
-        entry = self.session.idmap.lookup(self.ref, row.id)
+        entry = self.session.idmap.lookup(self.ref, row["id"])
         if entry is not None and entry.state != RowState.DELETE:
             raise ValueError(
                 f"{self.comp.name_} row {int(row.id)} already exists in this transaction; "
@@ -209,15 +209,15 @@ class SessionRepository:
         Updating with no field changed does nothing.
         """
         self._check_row(row)
-        entry = self.session.idmap.lookup(self.ref, row.id)
+        entry = self.session.idmap.lookup(self.ref, row["id"])
         if entry is None or entry.state == RowState.DELETE:
             raise LookupError(
                 f"Cannot update: row id {int(row.id)} not found in this transaction "
                 f"(read it with get/range/upsert first) or already deleted"
             )
-        if row._version != entry.row._version:
+        if row["_version"] != entry.row["_version"]:
             raise ValueError("Cannot update _version field: it is managed by the engine")
-        changed = [n for n in self.comp.dtypes.names if row[n] != entry.row[n]]
+        changed = changed_fields(row, entry.row)
         if not changed:
             return
         await self._unique_check(row, [f for f in changed if f in self.comp.uniques_], "Update")

@@ -245,19 +245,19 @@ class RedisBackendClient(BackendClient):
             codec = self.codec(comp)
             kinds = codec.kinds
             for row in tw.deletes:
-                rid = int(row.id)
+                rid = int(row["id"])
                 key = keys.row_key(ref, rid)
-                checks.append(["V", key, str(int(row._version))])
+                checks.append(["V", key, str(int(row["_version"]))])
                 for field in comp.indexes_:
                     ikey = keys.index_key(ref, field)
                     pushes.append(["ZREM", ikey, keys.member(row[field], kinds[field], rid)])
                     freed.setdefault(ikey, {})[str(rid)] = True
                 pushes.append(["DEL", key])
             for old, new, changed in tw.updates:
-                rid = int(new.id)
+                rid = int(new["id"])
                 key = keys.row_key(ref, rid)
-                checks.append(["V", key, str(int(old._version))])
-                pushes.append(["HSET", key, "_version", str(int(old._version) + 1),
+                checks.append(["V", key, str(int(old["_version"]))])
+                pushes.append(["HSET", key, "_version", str(int(old["_version"]) + 1),
                                *codec.encode_fields(new, changed)])
                 for field in changed:
                     if field not in comp.indexes_:
@@ -269,7 +269,7 @@ class RedisBackendClient(BackendClient):
                     pushes.append(["ZADD", ikey, "0", keys.member(new[field], kinds[field], rid)])
                     freed.setdefault(ikey, {})[str(rid)] = True
             for row in tw.inserts:
-                rid = int(row.id)
+                rid = int(row["id"])
                 key = keys.row_key(ref, rid)
                 checks.append(["N", key])
                 pushes.append(["HSET", key, "_version", "1", *codec.encode_fields(row)])
