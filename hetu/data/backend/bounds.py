@@ -58,15 +58,27 @@ def _coerce(comp_name: str, index: str, dt: np.dtype, value: Any, is_low: bool) 
         if math.isinf(value):
             return float(value), True
         return float(dt.type(value)), True  # compare as the column stores it (float32...)
-    info = np.iinfo(dt)
+    lowest, highest = _int_limits(dt)
     exact = True
     if isinstance(value, float):
         if math.isinf(value):
-            return (int(info.max) if value > 0 else int(info.min)), True
+            return (highest if value > 0 else lowest), True
         if not value.is_integer():
             exact = False
         value = math.ceil(value) if is_low else math.floor(value)
-    return min(max(int(value), int(info.min)), int(info.max)), exact
+    return min(max(int(value), lowest), highest), exact
+
+
+_INT_LIMITS: dict[np.dtype, tuple[int, int]] = {}
+
+
+def _int_limits(dt: np.dtype) -> tuple[int, int]:
+    """The smallest and largest value of an integer dtype (np.iinfo, once per dtype)."""
+    limits = _INT_LIMITS.get(dt)
+    if limits is None:
+        info = np.iinfo(dt)
+        limits = _INT_LIMITS[dt] = (int(info.min), int(info.max))
+    return limits
 
 
 def normalize_bounds(comp, index: str, left: Any, right: Any = None) -> Bounds:
@@ -79,13 +91,16 @@ def normalize_bounds(comp, index: str, left: Any, right: Any = None) -> Bounds:
             f"{comp.name_} has no index named {index!r}; indexed fields: "
             f"{', '.join(sorted(comp.indexes_))}"
         )
-    if right is None:
-        right = left
     dt = comp.dtype_map_[index]
     low_raw, low_inc = _peel(left)
-    high_raw, high_inc = _peel(right)
     low, low_exact = _coerce(comp.name_, index, dt, low_raw, True)
-    high, high_exact = _coerce(comp.name_, index, dt, high_raw, False)
+    if right is None and low_exact:  # equality (a get): the high bound is the same value
+        right, high, high_inc, high_exact = left, low, low_inc, True
+    else:
+        if right is None:
+            right = left
+        high_raw, high_inc = _peel(right)
+        high, high_exact = _coerce(comp.name_, index, dt, high_raw, False)
     # a fractional bound on an integer column was rounded inwards: it is inclusive now
     low_inc = low_inc or not low_exact
     high_inc = high_inc or not high_exact
