@@ -98,13 +98,13 @@ def test_the_generated_python_compiles(runner, tmp_path):
         assert "__NAMESPACE__" not in path.read_text()
 
 
-def test_init_defaults_to_the_current_directory(runner, tmp_path):
-    (tmp_path / "here").mkdir()
-    with runner.isolated_filesystem(temp_dir=tmp_path / "here"):
-        result = init(runner)
-        assert result.exit_code == 0
-        namespace = Path.cwd().name
-        assert Path("src", namespace, "system", "login.py").is_file()
+def test_init_defaults_to_the_current_directory(runner, tmp_path, monkeypatch):
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    result = init(runner)
+    assert result.exit_code == 0
+    assert (here / "src" / "here" / "system" / "login.py").is_file()
 
 
 def test_init_again_keeps_every_existing_file(runner, tmp_path):
