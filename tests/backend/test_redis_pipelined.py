@@ -12,6 +12,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from hetu.data.backend.redis.pipelined import PipelinedRedis
 from tests.conftest import RedisServer, free_port, redis_binary, redis_server
+from tests.waiting import wait_until
 
 BLOCKING_SECONDS = 30  # a BLPOP that only ends when the test ends it
 
@@ -53,8 +54,7 @@ def kill_clients_named(url: str, name: str) -> None:
 
 async def wait_until_blocked(url: str, count: int = 1) -> None:
     probe = redis.Redis.from_url(url)
-    while probe.info("clients")["blocked_clients"] < count:
-        await asyncio.sleep(0.01)
+    await wait_until(lambda: probe.info("clients")["blocked_clients"] >= count, 10, f"{count} blocked Redis clients")
 
 
 async def test_replies_come_back_as_hiredis_parses_them(client):

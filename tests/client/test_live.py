@@ -11,6 +11,7 @@ from hetu.client import CallFailed, Change, ConnectionClosed, LiveRange, LiveRow
 from tests.client.conftest import connect
 from tests.server.conftest import ServerProcess
 from tests.server.server_app import Board
+from tests.waiting import wait_until
 
 
 async def collect(live, n, timeout=5.0) -> list[Change]:
@@ -27,14 +28,6 @@ async def collect(live, n, timeout=5.0) -> list[Change]:
     return changes
 
 
-async def until(predicate, timeout=5.0):
-    async def wait():
-        while not predicate():
-            await asyncio.sleep(0.01)
-
-    await asyncio.wait_for(wait(), timeout)
-
-
 async def test_range_turns_pushes_into_insert_update_delete(server):
     watcher, writer = await connect(server), await connect(server)
     try:
@@ -47,9 +40,9 @@ async def test_range_turns_pushes_into_insert_update_delete(server):
         changes = asyncio.create_task(collect(live, 3))
         await asyncio.sleep(0)  # the iteration is registered
         row_id = await writer.call("post", 700, 1, "new")
-        await until(lambda: row_id in live.rows)
+        await wait_until(lambda: row_id in live.rows)
         await writer.call("edit", row_id, 2, "edited")
-        await until(lambda: live.rows[row_id]["note"] == "edited")
+        await wait_until(lambda: live.rows[row_id]["note"] == "edited")
         await writer.call("remove", row_id)
         got = await changes
         assert [(c.kind, c.id) for c in got] == [("insert", row_id), ("update", row_id), ("delete", row_id)]
@@ -106,7 +99,7 @@ async def test_get_follows_one_row(server):
         changes = asyncio.create_task(collect(live, 2))
         await asyncio.sleep(0)
         await client.call("edit", row_id, 9, "two")
-        await until(lambda: live.row is not None and live.row["note"] == "two")
+        await wait_until(lambda: live.row is not None and live.row["note"] == "two")
         await client.call("remove", row_id)
         got = await changes
         assert [c.kind for c in got] == ["update", "delete"]
@@ -128,9 +121,9 @@ async def test_async_callbacks_run_and_failing_callbacks_do_not_stop_pushes(serv
         live.on_insert(lambda row: 1 / 0)  # logged, not raised
         live.on_insert(slow)
         await client.call("post", 704, 1, "p")
-        await until(lambda: seen == ["p"])
+        await wait_until(lambda: seen == ["p"])
         await client.call("post", 704, 2, "q")
-        await until(lambda: seen == ["p", "q"])
+        await wait_until(lambda: seen == ["p", "q"])
     finally:
         await client.close()
 
@@ -146,8 +139,10 @@ async def test_same_query_gives_the_same_object_and_unsubscribe_ends_it(server):
         await first.unsubscribe()
         assert await asyncio.wait_for(ended, 2) == []  # the iteration ended
         assert first.closed
+        watch = await client.range("Board", "owner", 705, 706)  # another query, still open
         await client.call("post", 705, 1, "after")
-        await asyncio.sleep(0.2)
+        await wait_until(lambda: len(watch.rows) == 1, 5, "the push to the open subscription")
+        await client.call("post", 707, 0, "sync")  # a round trip: frames written before its reply are in
         assert first.rows == {}  # no pushes after unsub
         fresh = await client.range("Board", "owner", 705, 705)
         assert fresh is not first and len(fresh.rows) == 1

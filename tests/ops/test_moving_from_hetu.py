@@ -10,7 +10,6 @@ closed. Every test runs on a single Redis and on a 3-master Redis Cluster.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 from pathlib import Path
@@ -25,6 +24,7 @@ from tests.backend.test_redis_cluster import redis_cluster, stop_redis_cluster
 from tests.conftest import RedisServer, redis_binary
 from tests.ops.test_upgrade_command import hetu_cmd
 from tests.server.conftest import AUTH_KEY, CHAT_APP, ServerProcess
+from tests.waiting import wait_until
 
 FIXTURE = Path(__file__).parent / "fixtures" / "hetu-9d054b5-chat-redis.json"
 INSTANCE = "dev"
@@ -280,10 +280,10 @@ def settled(db) -> bool:
 
 
 async def wait_settled(db, timeout: float = 10) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not settled(db):
-        assert asyncio.get_running_loop().time() < deadline, f"the server did not settle: {sorted(dump(db))}"
-        await asyncio.sleep(0.05)
+    try:
+        await wait_until(lambda: settled(db), timeout, "the server to settle", pause=0.05)
+    except AssertionError:
+        raise AssertionError(f"the server did not settle: {sorted(dump(db))}") from None
 
 
 class Normalizer:

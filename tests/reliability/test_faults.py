@@ -20,6 +20,7 @@ from hetu.client import CallFailed, ConnectionClosed, HeTuClient, HeTuSession
 from tests.conftest import free_port, redis_binary, redis_server
 from tests.reliability.conftest import APP, NAMESPACE
 from tests.server.conftest import AUTH_KEY, ServerProcess
+from tests.waiting import wait_until
 
 ACCOUNTS = 10
 START_BALANCE = 1000
@@ -31,19 +32,6 @@ LEASE_SECONDS = 5
 def leased_workers(log: str) -> dict[int, int]:
     """``{worker id: pid}`` from a server log, latest lease of each id."""
     return {int(wid): int(pid) for wid, pid in re.findall(r"worker id (\d+) leased by [^:\s]+:(\d+):", log)}
-
-
-async def wait_until(predicate, timeout: float, what: str, pause: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(pause)
 
 
 async def balances(client) -> list[int]:

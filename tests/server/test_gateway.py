@@ -221,8 +221,9 @@ async def test_one_client_failing_does_not_disturb_others(server):
     try:
         bad = await connect(server)
         await bad.ws.send(b"\xff" * 64)
-        await asyncio.sleep(0.1)
-        assert isinstance(await good.call("post", 2, 2), int)
+        await asyncio.wait_for(bad.wait_closed(), 5)  # the server dropped it...
+        assert bad.closed
+        assert isinstance(await good.call("post", 2, 2), int)  # ...and serves the other
         await bad.close()
     finally:
         await good.close()
