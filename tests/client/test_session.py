@@ -8,8 +8,8 @@ import pytest
 
 from hetu.client import CallRejected, ConnectionClosed, HeTuSession
 from tests.client.conftest import connect
-from tests.client.test_live import until
 from tests.server.conftest import AUTH_KEY, ServerProcess
+from tests.waiting import wait_until
 
 
 async def test_session_survives_a_server_restart(tmp_path):
@@ -30,13 +30,13 @@ async def test_session_survives_a_server_restart(tmp_path):
         live = await session.range("Board", "owner", 800, 800, limit=10)
         kept = await session.call("post", 800, 1, "kept")
         doomed = await session.call("post", 800, 2, "doomed")
-        await until(lambda: set(live.rows) == {kept, doomed})
+        await wait_until(lambda: set(live.rows) == {kept, doomed})
         changes = []
         live.on_insert(lambda row: changes.append(("insert", row["note"])))
         live.on_delete(lambda old: changes.append(("delete", old["note"])))
 
         first.stop()
-        await until(lambda: not session.connected)
+        await wait_until(lambda: not session.connected)
         queued = asyncio.create_task(session.call("post", 800, 3, "queued"))  # waits for the reconnect
         await writer.call("remove", doomed)
         await writer.call("post", 800, 4, "meanwhile")
@@ -44,7 +44,7 @@ async def test_session_survives_a_server_restart(tmp_path):
 
         queued_id = await asyncio.wait_for(queued, 20)
         assert session.connections == 2 and logins == [{"id": 801}, {"id": 801}]
-        await until(lambda: len(live.rows) == 3)
+        await wait_until(lambda: len(live.rows) == 3)
         assert sorted(r["note"] for r in live.rows.values()) == ["kept", "meanwhile", "queued"]
         assert queued_id in live.rows
         assert ("delete", "doomed") in changes and ("insert", "meanwhile") in changes
@@ -52,7 +52,7 @@ async def test_session_survives_a_server_restart(tmp_path):
 
         # pushes flow again on the new connection
         later = await writer.call("post", 800, 5, "later")
-        await until(lambda: later in live.rows)
+        await wait_until(lambda: later in live.rows)
     finally:
         await session.close()
         await writer.close()
@@ -119,11 +119,11 @@ async def test_a_reconnect_failing_halfway_keeps_the_live_objects(tmp_path, monk
         second = await session.range("Board", "owner", 821, 821, limit=10)
         monkeypatch.setattr(HeTuClient, "_subscribe_live", flaky)
         await session.client.ws.close()  # the session reconnects: restoring `second` fails once
-        await until(lambda: session.connections == 2, timeout=10)  # the failed attempt does not count
+        await wait_until(lambda: session.connections == 2, timeout=10)  # the failed attempt does not count
         assert failures and not first.closed and not second.closed
         a = await writer.call("post", 820, 1, "to first")
         b = await writer.call("post", 821, 1, "to second")
-        await until(lambda: a in first.rows and b in second.rows)
+        await wait_until(lambda: a in first.rows and b in second.rows)
     finally:
         await session.close()
         await writer.close()
@@ -136,7 +136,7 @@ async def test_late_pushes_of_an_ended_live_object_are_dropped(tmp_path):
     try:
         live = await client.range("Board", "owner", 830, 830, limit=10)
         await writer.call("post", 830, 1, "before")
-        await until(lambda: len(live.rows) == 1)
+        await wait_until(lambda: len(live.rows) == 1)
         for n in range(5):  # each push is on its way while the live object ends
             await writer.call("post", 830, n, "late")
             await live.unsubscribe()
