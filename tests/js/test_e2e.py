@@ -5,16 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from hetu.client import HeTuClient
 from tests.conftest import free_port
 from tests.js.conftest import as_int, bigint
-from tests.server.conftest import AUTH_KEY, ServerProcess
+from tests.server.conftest import ServerProcess, connect
 
 pytestmark = pytest.mark.usefixtures("bundle")
-
-
-async def connect(srv) -> HeTuClient:
-    return await HeTuClient.connect(srv.url, auth_key=AUTH_KEY)
 
 
 async def test_calls_replies_rejections_and_closing(server, scripts):

@@ -18,12 +18,11 @@ import pytest
 import redis
 import yaml
 
-from hetu.client import HeTuClient
 from hetu.data.backend.redis.keys import sortable
 from tests.backend.test_redis_cluster import redis_cluster, stop_redis_cluster
 from tests.conftest import RedisServer, redis_binary
 from tests.ops.test_upgrade_command import hetu_cmd
-from tests.server.conftest import AUTH_KEY, CHAT_APP, ServerProcess
+from tests.server.conftest import CHAT_APP, ServerProcess, connect
 from tests.waiting import wait_until
 
 FIXTURE = Path(__file__).parent / "fixtures" / "hetu-9d054b5-chat-redis.json"
@@ -154,10 +153,6 @@ def chat_server(tmp: Path, db) -> ServerProcess:
     srv = ServerProcess(tmp, db.url, app=CHAT_APP, namespace="Chat", INSTANCES=[INSTANCE])
     srv.url = f"ws://127.0.0.1:{srv.port}/hetu/{INSTANCE}"
     return srv
-
-
-async def connect(srv) -> HeTuClient:
-    return await HeTuClient.connect(srv.url, auth_key=AUTH_KEY)
 
 
 def fixture_rows(keys: dict, comp: str) -> dict[int, dict[str, str]]:

@@ -21,6 +21,13 @@ CHAT_APP = Path(__file__).parents[2] / "examples" / "chat" / "server" / "src" / 
 AUTH_KEY = "password123"
 
 
+async def connect(srv, auth_key: str | None = AUTH_KEY):
+    """A client connected to a test server (``srv.url``) with the test auth key."""
+    from hetu.client import HeTuClient
+
+    return await HeTuClient.connect(srv.url, auth_key=auth_key)
+
+
 class ServerProcess:
     def __init__(self, tmp: Path, db: str, debug: bool = False, workers: int = 1,
                  app: Path = APP, namespace: str = "pytest_srv", port: int | None = None,

@@ -10,12 +10,8 @@ import msgpack
 import pytest
 import websockets
 
-from hetu.client import CallFailed, CallRejected, ConnectionClosed, HeTuClient, default_pipeline
-from tests.server.conftest import AUTH_KEY
-
-
-async def connect(srv, auth_key=AUTH_KEY) -> HeTuClient:
-    return await HeTuClient.connect(srv.url, auth_key=auth_key)
+from hetu.client import CallFailed, CallRejected, ConnectionClosed, default_pipeline
+from tests.server.conftest import AUTH_KEY, connect
 
 
 async def closed_without_reply(ws) -> bool:

@@ -8,15 +8,11 @@ import time
 import pytest
 import redis
 
-from hetu.client import ConnectionClosed, HeTuClient
+from hetu.client import ConnectionClosed
 from tests.conftest import postgres_server, redis_server
-from tests.server.conftest import AUTH_KEY, ServerProcess
+from tests.server.conftest import ServerProcess, connect
 
 BIG = 2**63 - 1
-
-
-async def connect(srv) -> HeTuClient:
-    return await HeTuClient.connect(srv.url, auth_key=AUTH_KEY)
 
 
 async def next_delta(client, sub_id, until=None, timeout=3.0):
