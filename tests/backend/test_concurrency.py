@@ -161,21 +161,6 @@ async def test_concurrent_inserts_with_different_values_both_commit(backend, ses
         assert len(await s.using(Item).range(time=(1, 2))) == 2
 
 
-async def test_insert_after_get_none_races_with_another_insert(backend, session):
-    async with session() as s:
-        repo = s.using(Item)
-        assert await repo.get(name="spot") is None
-        async with session() as other:
-            row = Item.new_row()
-            row.name, row.time = "spot", 1
-            await other.using(Item).insert(row)
-        mine = Item.new_row()
-        mine.name, mine.time = "spot", 2
-        with pytest.raises(RaceCondition):
-            await repo.insert(mine)
-            await s.commit()
-
-
 async def test_upsert_racing_an_insert_is_a_race_not_a_violation(backend, session):
     async with session() as s:
         ctx = s.using(Item).upsert(name="key")

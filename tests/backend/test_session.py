@@ -267,7 +267,8 @@ async def test_unique_clash_with_committed_row_is_a_violation(filled, session):
 
 
 async def test_unique_clash_on_value_seen_absent_is_a_race(filled, session):
-    # get() saw "late" free; another transaction takes it; our insert must retry
+    """get() saw "late" free; another transaction takes it; our insert must retry
+    (a RaceCondition, not a UniqueViolation: the value was free when we looked)."""
     async with session() as s:
         repo = s.using(Item)
         assert await repo.get(name="late") is None
