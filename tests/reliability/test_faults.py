@@ -209,11 +209,11 @@ async def test_a_redis_restart_fails_calls_clearly_then_the_server_recovers(tmp_
                     stats["ok_after_restart"] += 1
 
         load = [asyncio.create_task(bump(c)) for c in clients]
-        await asyncio.sleep(0.8)
+        await wait_until(lambda: stats["ok"] >= 50, 10, "calls succeeding before Redis stops")
         restartable_redis.stop()
         failed_before = stats["failed"]
         await wait_until(lambda: stats["failed"] > failed_before + 5, 10, "calls failing while Redis is down")
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.5)  # Redis stays down a while (a duration, not a wait for something)
         restartable_redis.start()
         phase["restarted"] = True
         await wait_until(lambda: stats["ok_after_restart"] >= 50, 20, "calls succeeding after the restart")
