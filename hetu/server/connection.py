@@ -45,6 +45,7 @@ OVERFLOW_LIMIT = 4096
 
 
 class ConnState(enum.Enum):
+    """The life of a client connection: handshake, open, closing, closed."""
     HANDSHAKING = "handshaking"
     OPEN = "open"
     CLOSING = "closing"
@@ -61,6 +62,8 @@ _closing: set[asyncio.Task] = set()
 
 
 class ClientConnection:
+    """One game client's websocket: handshake, rpc/sub/unsub handling, its send queue and
+    direct writes, login takeover, and the clean-up when it ends."""
     def __init__(self, server: ServerState, ws: Any, request: Any, instance: str) -> None:
         self.server = server
         self.ws = ws

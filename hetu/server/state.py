@@ -13,6 +13,8 @@ from .pipeline import MessagePipeline
 
 @dataclass
 class ServerState:
+    """What one worker process serves: config, message pipeline, backends, table managers,
+    the worker lease, its change-feed brokers and login watchers."""
     config: dict
     namespace: str
     pipeline: MessagePipeline

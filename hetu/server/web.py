@@ -194,6 +194,7 @@ def create_app(config: dict) -> Sanic:
 
 
 async def start_backends(state: ServerState) -> None:
+    """Open every configured backend and create or check the tables of every instance."""
     backends_cfg = state.config.get("BACKENDS") or {}
     if not backends_cfg:
         raise ValueError("no BACKENDS configured")
@@ -209,6 +210,8 @@ async def start_backends(state: ServerState) -> None:
 
 
 async def lease_worker_id(state: ServerState) -> None:
+    """Lease this worker's snowflake worker id (waiting while all are leased) and keep
+    renewing it in the background."""
     first = next(iter(state.table_managers.values()))
     table = first.get_table(WorkerLease)
     lease = float(state.config.get("WORKER_LEASE_SECONDS") or LEASE_SECONDS)
@@ -225,6 +228,7 @@ async def lease_worker_id(state: ServerState) -> None:
 
 
 async def run_startup_systems(state: ServerState) -> None:
+    """Run the ``on_start`` systems on every instance, once per boot (one call-lock uuid)."""
     names = SystemClusters().get_startup_systems()
     boot_uuid = str(state.config.get("ON_START_UUID") or uuid.uuid4().hex[:16])
     for tbl_mgr in state.table_managers.values():
@@ -236,6 +240,8 @@ async def run_startup_systems(state: ServerState) -> None:
 
 
 async def worker_start(app: Sanic) -> None:
+    """Sanic ``before_server_start``: backends, worker lease, startup systems, the
+    future-call runner; a failure stops the server."""
     state: ServerState = app.ctx.hetu
     try:
         await start_backends(state)
@@ -257,12 +263,15 @@ async def worker_start(app: Sanic) -> None:
 
 
 async def worker_ready(app: Sanic) -> None:
+    """Sanic ``after_server_start``: log that this worker accepts connections."""
     state: ServerState = app.ctx.hetu
     worker_id = state.worker_keeper.worker_id if state.worker_keeper else None
     logger.info("worker id %s accepting connections", worker_id)
 
 
 async def worker_stop(app: Sanic) -> None:
+    """Sanic ``after_server_stop``: stop background tasks and brokers, release the
+    worker lease and close the backends."""
     state: ServerState = app.ctx.hetu
     await asyncio.gather(*(cancel_and_wait(task) for task in state.tasks))
     for broker in state.brokers.values():

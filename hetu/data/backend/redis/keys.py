@@ -29,26 +29,32 @@ _ALL = (1 << 64) - 1
 
 
 def table_prefix(ref: TableReference) -> str:
+    """``<instance>:<component>``: the prefix of a table's non-row keys (its meta)."""
     return f"{ref.instance_name}:{ref.comp_name}"
 
 
 def cluster_prefix(ref: TableReference) -> str:
+    """The table prefix with the Redis Cluster hash tag of the table's cluster id."""
     return f"{ref.instance_name}:{ref.comp_name}:{{CLU{ref.cluster_id}}}"
 
 
 def row_key(ref: TableReference, row_id: int) -> str:
+    """The hash key of one row."""
     return f"{cluster_prefix(ref)}:id:{row_id}"
 
 
 def index_key(ref: TableReference, field: str) -> str:
+    """The sorted-set key of one indexed field."""
     return f"{cluster_prefix(ref)}:index:{field}"
 
 
 def meta_key(ref: TableReference) -> str:
+    """The key of a table's stored schema (json, version, cluster id)."""
     return f"{table_prefix(ref)}:meta"
 
 
 def change_channel(ref: TableReference) -> str:
+    """The pub/sub channel a table's commits publish their change events on (row ids and indexes touched)."""
     return f"{cluster_prefix(ref)}:changes"
 
 
@@ -74,10 +80,12 @@ def sortable(value: Any, kind: str) -> bytes:
 
 
 def member(value: Any, kind: str, row_id: int) -> bytes:
+    """An index member: the sortable value, a NUL, then the row id."""
     return sortable(value, kind) + b"\x00" + str(int(row_id)).encode()
 
 
 def member_row_id(raw: bytes) -> int:
+    """The row id at the end of an index member."""
     return int(raw[raw.rindex(b"\x00") + 1 :])
 
 
@@ -89,6 +97,7 @@ def lex_bounds(bounds: Bounds, kind: str) -> tuple[bytes, bytes]:
 
 
 def unique_bounds(value: Any, kind: str) -> tuple[bytes, bytes]:
+    """ZRANGE BYLEX bounds of every member holding exactly ``value``."""
     enc = sortable(value, kind)
     return b"[" + enc + b"\x00", b"[" + enc + b"\x00\xff"
 
