@@ -20,6 +20,7 @@ SLOW_LOG_RETRY_THRESHOLD = 5
 
 @dataclass
 class SystemStats:
+    """Calls, time and conflict retries of one system since the worker started."""
     calls: int = 0
     total_time: float = 0.0
     max_time: float = 0.0
@@ -32,6 +33,10 @@ class SystemStats:
 
 
 class SlowLog:
+    """Per-system call statistics; a call slower than ``time_threshold`` or retried more
+    than ``retry_threshold`` times logs them as a table, at most every ``interval``
+    seconds."""
+
     def __init__(
         self,
         time_threshold: float = SLOW_LOG_TIME_THRESHOLD,

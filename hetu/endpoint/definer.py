@@ -15,6 +15,7 @@ ENDPOINT_NAME_MAX_LEN = 32
 
 @dataclass
 class EndpointDefine:
+    """A defined endpoint: its function, permission, argument counts and guards."""
     func: Callable
     permission: Permission | None
     arg_count: int = -1

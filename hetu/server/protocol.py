@@ -39,6 +39,7 @@ def pack(value: Any) -> bytes:
 
 
 def pack_row(row: np.record) -> bytes:
+    """MessagePack of one row as the wire shows it (see :func:`row_to_wire`)."""
     return _packer.pack(row_to_wire(row))
 
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 @dataclass
 class Cluster:
+    """Systems that share components, and the components they share: one unit of
+    transactions (one Redis Cluster hash tag)."""
     id: int
     components: set = field(default_factory=set)
     namespace: str = ""

@@ -30,6 +30,9 @@ CORE_PIN_PREFIX = "__core_pin_system_"
 
 @dataclass
 class SystemDefine(EndpointDefine):
+    """A defined system: its function and permission (from EndpointDefine), the components
+    it declares and all it reaches through its dependencies, retries, its cluster and
+    namespace."""
     components: Any = ()
     full_components: set = field(default_factory=set)
     depends: list = field(default_factory=list)

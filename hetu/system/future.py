@@ -42,6 +42,8 @@ MIN_TIMEOUT = 5
 
 @define_component(namespace="HeTu", permission=Permission.ADMIN, force=True)
 class FutureCalls(BaseComponent):
+    """A scheduled system call (``create_future_call``): which system, its arguments, when,
+    whether it recurs. Stored as HeTu stores it."""
     owner: np.int64 = property_field(0, index=True)
     system: str = property_field("", dtype="U32")
     args: str = property_field("", dtype="U1024")

@@ -17,6 +17,8 @@ LOCK_EXPIRE_SECONDS = 7 * 24 * 3600
 
 @define_component(namespace="HeTu", volatile=True, permission=Permission.ADMIN, force=True)
 class SystemLock(BaseComponent):
+    """A call lock: the uuid a ``call_lock`` system already ran with, so a repeated call
+    with that uuid does not run it again. Stored as HeTu stores it."""
     uuid: str = property_field("", unique=True, dtype="U32")
     name: str = property_field("", dtype="U32")
     caller: np.int64 = property_field(0)

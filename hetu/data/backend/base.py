@@ -225,6 +225,7 @@ class TableMeta:
 
 
 class TableStatus:
+    """What a check of a stored table against its definition found."""
     OK = "ok"
     NOT_EXISTS = "not_exists"
     SCHEMA_MISMATCH = "schema_mismatch"

@@ -33,6 +33,8 @@ RENEW_SECONDS = 5
 
 @define_component(namespace="core", volatile=True, permission=Permission.ADMIN, force=True)
 class WorkerLease(BaseComponent):
+    """The lease of one snowflake worker id: who holds it and until when, and the last
+    timestamp an id was made with."""
     node_id: str = property_field("", dtype="U96")
     expires_at: np.int64 = property_field(0)
     last_timestamp: np.int64 = property_field(0)

@@ -52,6 +52,7 @@ class CryptoContext:
 
 
 def session_key(private_key: bytes, peer_public: bytes) -> bytes:
+    """The connection's 32-byte key: BLAKE2b of the X25519 shared secret."""
     try:
         shared = sodium.crypto_scalarmult(private_key, peer_public)
     except (CryptoError, ValueError, TypeError) as exc:
@@ -60,11 +61,14 @@ def session_key(private_key: bytes, peer_public: bytes) -> bytes:
 
 
 def keypair() -> tuple[bytes, bytes]:
+    """A new X25519 key pair, as (private, public)."""
     public, private = sodium.crypto_box_keypair()
     return private, public
 
 
 def signed_hello(public_key: bytes, auth_key: str, nonce: bytes | None = None, timestamp: bytes = bytes(8)) -> bytes:
+    """A client's crypto hello: magic, public key, timestamp and nonce, signed with an
+    HMAC-SHA256 of the auth key."""
     payload = MAGIC + public_key + timestamp + (nonce if nonce is not None else os.urandom(16))
     return payload + hmac.new(auth_key.encode("utf-8"), payload, hashlib.sha256).digest()
 
@@ -74,6 +78,8 @@ def _nonce(direction: int, counter: int) -> bytes:
 
 
 class CryptoLayer(MessageProcessLayer, alias="crypto"):
+    """ChaCha20-Poly1305 per message with a key agreed by X25519 in the handshake (HeTu's
+    ``crypto`` layer); with an ``auth_key`` the client's hello must be signed with it."""
     def __init__(self, auth_key: str | None = None) -> None:
         self.auth_key = auth_key or None
         self._warned = False

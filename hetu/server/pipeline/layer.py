@@ -59,6 +59,8 @@ class MessageProcessLayer:
 
 
 class MessageProcessLayerFactory:
+    """Makes a layer from one ``PACKET_LAYERS`` entry (its ``type`` and keyword arguments)."""
+
     @staticmethod
     def create(type: str, **kwargs: Any) -> MessageProcessLayer:  # noqa: A002 - the config key
         cls = MessageProcessLayer.registry.get(str(type).lower())
