@@ -64,6 +64,7 @@ _closing: set[asyncio.Task] = set()
 class ClientConnection:
     """One game client's websocket: handshake, rpc/sub/unsub handling, its send queue and
     direct writes, login takeover, and the clean-up when it ends."""
+
     def __init__(self, server: ServerState, ws: Any, request: Any, instance: str) -> None:
         self.server = server
         self.ws = ws

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..data.backend.base import Bounds
-from ..data.backend.bounds import normalize_bounds
+from ..data.backend.bounds import int_limits, normalize_bounds
 from .protocol import ProtocolViolation
 
 INT64 = np.iinfo(np.int64)
@@ -144,5 +144,5 @@ def _beyond_column(dt: np.dtype, value: Any) -> bool:
     the column, an equality must not be)."""
     if dt.kind not in "iu" or isinstance(value, bool) or not isinstance(value, (int, float)):
         return False
-    info = np.iinfo(dt)
-    return not info.min <= value <= info.max
+    lowest, highest = int_limits(dt)
+    return not lowest <= value <= highest

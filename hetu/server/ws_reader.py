@@ -54,8 +54,10 @@ class DirectReader:
     async def recv(self) -> bytes | str | None:
         """The next message; None once the connection is closing or closed."""
         ws = self._ws
-        if self._closed or ws.ws_proto.state is not State.OPEN or ws.recv_lock.locked():
-            return None if self._closed or ws.ws_proto.state is not State.OPEN else await ws.recv()
+        if self._closed or ws.ws_proto.state is not State.OPEN:
+            return None
+        if ws.recv_lock.locked():  # another reader is under way: Sanic's own path
+            return await ws.recv()
         if self._cancel is None or ws.recv_cancel is not self._cancel:
             self._cancel = asyncio.get_running_loop().create_future()
             self._cancel.add_done_callback(self._on_close)

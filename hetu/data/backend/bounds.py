@@ -58,7 +58,7 @@ def _coerce(comp_name: str, index: str, dt: np.dtype, value: Any, is_low: bool) 
         if math.isinf(value):
             return float(value), True
         return float(dt.type(value)), True  # compare as the column stores it (float32...)
-    lowest, highest = _int_limits(dt)
+    lowest, highest = int_limits(dt)
     exact = True
     if isinstance(value, float):
         if math.isinf(value):
@@ -72,7 +72,7 @@ def _coerce(comp_name: str, index: str, dt: np.dtype, value: Any, is_low: bool) 
 _INT_LIMITS: dict[np.dtype, tuple[int, int]] = {}
 
 
-def _int_limits(dt: np.dtype) -> tuple[int, int]:
+def int_limits(dt: np.dtype) -> tuple[int, int]:
     """The smallest and largest value of an integer dtype (np.iinfo, once per dtype)."""
     limits = _INT_LIMITS.get(dt)
     if limits is None:
