@@ -24,6 +24,9 @@ class FloodChecker:
         now = time.monotonic()
         if now - self.start > limits[-1][1]:
             self.count, self.start = 0, now
-        self.count += 1
+        count = self.count = self.count + 1
         elapsed = now - self.start
-        return any(self.count > int(n) and elapsed < float(w) for n, w in limits)
+        for n, w in limits:  # a loop, not any(): twice per call, a generator costs
+            if count > int(n) and elapsed < float(w):
+                return True
+        return False

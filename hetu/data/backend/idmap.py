@@ -105,7 +105,10 @@ class IdentityMap:
         row_id = int(row["id"])
         if row_id in rows:
             raise ValueError(f"{ref.comp_name} row {row_id} already exists in the cache")
-        rows[row_id] = CachedRow(row.copy(), row.copy(), RowState.CLEAN)
+        # one copy serves as both: neither is handed out (readers get copies) and
+        # update() replaces ``row`` instead of changing it
+        clean = row.copy()
+        rows[row_id] = CachedRow(clean, clean, RowState.CLEAN)
 
     def add_insert(self, ref: TableReference, row: np.record) -> None:
         rows = self.rows(ref)

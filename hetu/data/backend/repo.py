@@ -54,12 +54,15 @@ class SessionRepository:
             )
 
     def _adopt(self, row: np.record) -> np.record | None:
-        """Put a row read from the database into the session; return the session's copy."""
+        """Put a row read from the database into the session; return the row to hand out.
+
+        ``row`` is fresh from the decoder and no one else's, so when the session did not
+        have it yet it is handed out itself: ``add_clean`` keeps its own copy."""
         idmap = self.session.idmap
         entry = idmap.lookup(self.ref, row["id"])
         if entry is None:
             idmap.add_clean(self.ref, row)
-            return row.copy()
+            return row
         if entry.state == RowState.DELETE:
             return None
         return entry.row.copy()
@@ -250,7 +253,7 @@ class UpsertContext:
         self.value = value
         self.insert: bool = False
         self.row: np.record | None = None
-        self._found: np.record | None = None
+        self._found: bytes | None = None  # the found row's bytes, to tell a change
 
     async def __aenter__(self) -> np.record:
         found = await self.repo.get(self.field, self.value)
@@ -260,7 +263,7 @@ class UpsertContext:
             self.row[self.field] = self.value
         else:
             self.insert = False
-            self._found = found.copy()
+            self._found = found.tobytes()
             self.row = found
         return self.row
 
@@ -269,8 +272,8 @@ class UpsertContext:
             return
         if self.insert:
             await self.repo.insert(self.row)
-        elif self.row != self._found:
-            await self.repo.update(self.row)
+        elif self.row.tobytes() != self._found:  # compared as bytes: a record compare
+            await self.repo.update(self.row)    # goes through NumPy's dtype promotion
 
 
 __all__ = ["SessionRepository", "UpsertContext", "RaceCondition", "UniqueViolation"]
