@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from . import report
-from .load import BASELINES, WORKLOADS, LoadSpec, run_load, seed_rows
+from .load import BASELINES, FLOORS, WORKLOADS, LoadSpec, run_load, seed_rows
 from .memory import run_memory
 from .push import PATTERNS, run_push
 from .redisstats import RedisProbe
@@ -63,6 +63,10 @@ def command_run(args, stack: Stack) -> dict:
                         watch={"server": stack.echo_pid})
         rows = [echo, run_load(LoadSpec("redis", stack.redis_url, n, args.duration), procs, stack.redis_url,
                                watch={"redis": stack.redis_pid})]
+        if args.floors and stack.floor_url:
+            for trips, floor in enumerate(FLOORS, start=1):
+                rows.append(run_load(LoadSpec(floor, f"{stack.floor_url}{trips}", n, args.duration), procs,
+                                     stack.redis_url, watch={"server": stack.echo_pid, "redis": stack.redis_pid}))
         for workload in args.workloads:
             spec = LoadSpec(workload, stack.hetu_url, n, args.duration, args.keys, args.auth_key)
             rows.append(run_load(spec, procs, stack.server_redis_url,
@@ -121,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--workloads", type=_workloads, default=list(WORKLOADS),
                       help=f"comma-separated, from {','.join(WORKLOADS)} (default all); "
                            f"the baselines {' and '.join(BASELINES)} always run")
+    load.add_argument("--floors", action="store_true",
+                      help="also measure the floors: the echo answered after 1 and 2 Redis round trips, "
+                           "without the engine (what a get and an upsert cannot beat on this stack)")
     load.add_argument("--keys", type=int, default=1000,
                       help="rows/names the calls pick from at random (default 1000)")
     load.add_argument("--procs", type=int, default=None,

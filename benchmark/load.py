@@ -6,7 +6,10 @@ The same loop drives the HeTu workloads and both baselines; only the call differ
   msgpack, zlib, crypto);
 * ``echo``: one msgpack-encoded ``["rpc", "hello_world"]`` frame to the bare Sanic echo
   server, and the echoed frame decoded;
-* ``redis``: ``PING`` over redis.asyncio, one connection per simulated client.
+* ``redis``: ``PING`` over redis.asyncio, one connection per simulated client;
+* ``floor1``/``floor2`` (``run --floors``): the echo frame, answered after 1 or 2 Redis
+  round trips (benchmark/echo.py): what a call needing that many round trips costs on
+  this transport and Redis client without the engine.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ ENDPOINTS = {"just_get_user": "just_get"}
 # workloads whose connections log in (each as a user of its own) before they call
 LOGGED_IN = ("just_get_user",)
 BASELINES = ("echo", "redis")
+# floors (``run --floors``): the echo answered after 1 or 2 Redis round trips
+FLOORS = ("floor1", "floor2")
 CONNECT_CONCURRENCY = 50
 
 
@@ -110,7 +115,7 @@ class LoadSpec:
     auth_key: str | None = None
 
     def driver(self):
-        if self.workload == "echo":
+        if self.workload == "echo" or self.workload in FLOORS:
             return EchoDriver(self.url)
         if self.workload == "redis":
             return RedisDriver(self.url)

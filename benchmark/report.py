@@ -13,7 +13,7 @@ from .load import LoadResult
 from .memory import MemoryResult
 from .push import PushResult
 
-LABELS = {"echo": "echo (Sanic ws)", "redis": "redis PING"}
+LABELS = {"echo": "echo (Sanic ws)", "redis": "redis PING", "floor1": "floor: 1 trip", "floor2": "floor: 2 trips"}
 
 
 def machine() -> dict[str, Any]:

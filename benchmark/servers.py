@@ -156,12 +156,15 @@ class HetuProcess:
 
 
 class EchoProcess:
-    def __init__(self) -> None:
+    def __init__(self, redis_url: str | None = None) -> None:
         self.port = free_port()
         self.url = f"ws://127.0.0.1:{self.port}/echo"
+        # the floors: /echo-redis/N (N Redis round trips per message), with a Redis
+        self.floor_url = f"ws://127.0.0.1:{self.port}/echo-redis/" if redis_url else None
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+        redis_args = ["--redis-url", redis_url] if redis_url else []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "benchmark.echo", "--port", str(self.port)],
+            [sys.executable, "-m", "benchmark.echo", "--port", str(self.port), *redis_args],
             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env=env,
         )
         _wait_http(self.proc, f"http://127.0.0.1:{self.port}/", None)
@@ -189,6 +192,7 @@ class Stack:
         self.workers = workers
         self.auth_key = auth_key
         self.echo_url: str | None = None
+        self.floor_url: str | None = None  # + N: the echo after N Redis round trips
         self.server_pid: int | None = None
         self.redis_pid: int | None = None
         self.echo_pid: int | None = None
@@ -208,8 +212,9 @@ class Stack:
                                                self.redis_max_connections, self.server_root))
                 self.hetu_url, self.server_pid = hetu.url, hetu.pid
             if self.want_echo:
-                echo = self._start(EchoProcess())
+                echo = self._start(EchoProcess(self.redis_url))
                 self.echo_url, self.echo_pid = echo.url, echo.proc.pid
+                self.floor_url = echo.floor_url
         except BaseException:
             self.__exit__(None, None, None)
             raise
