@@ -35,7 +35,7 @@ def report(tmp_path_factory) -> tuple[str, dict]:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.run(
         [sys.executable, "-m", "benchmark", "all", "--connections", "1", "--duration", "1",
-         "--workloads", "hello_world,just_get,upsert", "--keys", "50", "--idle-seconds", "0.5",
+         "--workloads", "hello_world,just_get,upsert", "--floors", "--keys", "50", "--idle-seconds", "0.5",
          "--subscribers", str(SUBSCRIBERS), "--inserts", str(INSERTS), "--interval", "0.05",
          "--idle-connections", str(IDLE), "--json", str(out)],
         capture_output=True, text=True, timeout=120, cwd=ROOT, env=env,
@@ -47,7 +47,7 @@ def report(tmp_path_factory) -> tuple[str, dict]:
 def test_every_workload_and_baseline_makes_calls(report):
     _, data = report
     rows = {row["workload"]: row for row in data["load"]}
-    assert set(rows) == {"echo", "redis", "hello_world", "just_get", "upsert"}
+    assert set(rows) == {"echo", "redis", "floor1", "floor2", "hello_world", "just_get", "upsert"}
     for row in rows.values():
         assert row["rate"] > 0 and row["errors"] == 0
         assert 0 < row["latencies_ms"]["p50"] <= row["latencies_ms"]["p99"]
@@ -75,6 +75,9 @@ def test_redis_round_trips_are_measured(report):
     assert rows["just_get"]["round_trips_per_call"] >= 1
     assert rows["upsert"]["round_trips_per_call"] >= 2
     assert rows["echo"]["round_trips_per_call"] is None
+    # the floors make exactly 1 and 2 Redis round trips per call, plus the background
+    assert rows["floor1"]["round_trips_per_call"] >= 1
+    assert rows["floor2"]["round_trips_per_call"] >= 2
 
 
 def test_every_push_reaches_every_subscriber(report):
