@@ -14,7 +14,6 @@ import argparse
 
 from sanic import Sanic, response
 
-
 ROW_KEY = "hetu-bench:floor-row"
 
 

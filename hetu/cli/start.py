@@ -63,6 +63,7 @@ def serve(config: dict) -> None:
     from sanic.worker.loader import AppLoader
 
     from ..server.web import create_app
+    from ..server.ws_reader import HetuWebSocketProtocol
 
     config.setdefault("ON_START_UUID", uuid.uuid4().hex[:16])
     host, _, port = str(config.get("LISTEN") or "0.0.0.0:2466").rpartition(":")
@@ -82,6 +83,7 @@ def serve(config: dict) -> None:
         motd=False,
         ssl=None if cert == "auto" else cert,
         auto_tls=cert == "auto",
+        protocol=HetuWebSocketProtocol,  # reads client frames itself (see ws_reader.py)
     )
     if workers <= 1:
         Sanic.serve_single(primary=app)

@@ -30,7 +30,7 @@ from .login_watch import LoginWatcher
 from .protocol import REJECTED, ProtocolViolation
 from .state import ServerState
 from .subscription import ConnectionSubscriptions
-from .ws_reader import DirectReader
+from .ws_reader import FrameReader
 from .ws_writer import DirectWriter
 
 logger = logging.getLogger("HeTu.root")
@@ -82,7 +82,7 @@ class ClientConnection:
         self._overflow: collections.deque | None = None  # frames waiting for queue space
         self._overflow_task: asyncio.Task | None = None
         self._direct: DirectWriter | None = None  # set once the connection is open
-        self._reader: DirectReader | None = None  # set once the connection is open
+        self._reader = FrameReader.of(ws)  # None when not served by HetuWebSocketProtocol
         # login takeover ("kick") detection, see login_watch.py
         self.kicked = False
         self._in_call = False
@@ -107,7 +107,7 @@ class ClientConnection:
 
     async def _handshake(self) -> bool:
         try:
-            raw = await self.ws.recv(timeout=HELLO_TIMEOUT)
+            raw = await (self._reader or self.ws).recv(timeout=HELLO_TIMEOUT)
         except TimeoutError:
             raw = None
         if not isinstance(raw, (bytes, bytearray)) or not raw:
@@ -175,7 +175,6 @@ class ClientConnection:
             return
         self.state = ConnState.OPEN
         self._direct = DirectWriter.of(self.ws)
-        self._reader = DirectReader.of(self.ws)
         replay.info("[Connected] %s", ctx)
         receiver = asyncio.create_task(self._receive_loop(), name=f"hetu-recv-{ctx.connection_id}")
         try:
