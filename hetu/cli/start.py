@@ -12,6 +12,7 @@ from .options import DEFAULT_PORT, app_config, app_options
 
 
 def serve(config: dict) -> None:
+    """Run Sanic with ``config`` until stopped: one process for one worker, else a manager and its workers."""
     from sanic import Sanic
     from sanic.worker.loader import AppLoader
 

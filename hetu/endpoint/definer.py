@@ -60,6 +60,7 @@ def check_callable_definition(kind: str, func: Any, permission: Permission | Non
 
 
 def check_name_and_coroutine(kind: str, func: Any) -> None:
+    """Checks on a system or endpoint function: its name fits the wire limit and it is ``async def``."""
     if len(func.__name__) > ENDPOINT_NAME_MAX_LEN:
         raise AssertionError(
             f"{kind} name {func.__name__!r} is too long: at most {ENDPOINT_NAME_MAX_LEN} characters"
