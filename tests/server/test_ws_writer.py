@@ -16,6 +16,7 @@ from sanic import Sanic
 from hetu.server.ws_reader import DirectReader
 from hetu.server.ws_writer import DirectWriter
 from tests.conftest import free_port
+from tests.waiting import wait_until
 
 
 async def _serve(handler):
@@ -122,18 +123,11 @@ async def test_a_cancelled_reader_task_stays_cancelled():
     """Cancelling the reading task from outside (the server shutting down) is not
     taken for the peer closing: the task ends cancelled."""
     outcome: dict = {}
-    waiting = asyncio.Event()
 
     async def handler(request, ws):
         reader = DirectReader.of(ws)
-
-        async def read():
-            waiting.set()
-            return await reader.recv()
-
-        task = asyncio.create_task(read())
-        await waiting.wait()
-        await asyncio.sleep(0.05)
+        task = asyncio.create_task(reader.recv())
+        await wait_until(lambda: reader._waiting is task, 5, "the reader to wait for a frame")
         task.cancel()
         try:
             outcome["result"] = await task
@@ -144,10 +138,7 @@ async def test_a_cancelled_reader_task_stays_cancelled():
     server, url = await _serve(handler)
     try:
         async with websockets.connect(url):
-            for _ in range(100):
-                if outcome.get("done"):
-                    break
-                await asyncio.sleep(0.05)
+            await wait_until(lambda: outcome.get("done"), 5, "the handler to finish")
         assert outcome == {"result": "cancelled", "done": True}
     finally:
         server.close()
