@@ -916,7 +916,7 @@ async def held_connection_cost(arena: Arena, watch: ServerWatch) -> float:
         await client.send(client.encode(["sub", "Counter", "get", "key", 1]))
     for client in clients:
         await client.read(until=lambda frames: len(non_push(frames)) >= 2)
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(0.3)  # a measurement settling (the allocator), not a wait for an event
     cost = (sum(watch.rss().values()) - before) / HELD
     for client in clients:
         await client.close()
@@ -929,7 +929,7 @@ def test_worker_memory_stays_bounded_under_a_sustained_attack(arena):
     async def attack():
         held = await held_connection_cost(arena, watch)
         await campaign(arena.url(0), WARM_UP, 0)
-        await asyncio.sleep(1)
+        await asyncio.sleep(1)  # RSS settles after the warm-up: a measurement, not a wait for an event
         before = watch.rss()
         started = time.monotonic()
         tally = await campaign(arena.url(0), ATTACK, WARM_UP)
