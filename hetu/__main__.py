@@ -26,6 +26,7 @@ def _register() -> None:
 
 
 def main() -> None:
+    """Entry point of the ``hetu`` command (``python -m hetu`` too): register the sub-commands and run."""
     _register()
     cli()
 

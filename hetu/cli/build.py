@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .start import load_config_file
+from .options import config_option, load_config_file
 
 LANGUAGES = ("csharp", "typescript")
 LANGUAGE_NAMES = {"csharp": "C#", "typescript": "TypeScript"}
@@ -28,9 +28,8 @@ def render(namespace: str, lang: str) -> tuple[str, int]:
     return generator.generate(namespace, components), len(components)
 
 
-@click.command("build")
-@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
-              help="Config file (config.yml) to take APP_FILE and NAMESPACE from.")
+@click.command("build", short_help="Write the client's row types (C# or TypeScript).")
+@config_option("Config file (config.yml) to take APP_FILE and NAMESPACE from.")
 @click.option("--app-file", default=None,
               help="The app's Python file [default: APP_FILE of --config, else ./app.py].")
 @click.option("--namespace", default=None, help="The app namespace [default: NAMESPACE of --config].")

@@ -8,57 +8,11 @@ import uuid
 
 import click
 
-from ..data.backend import backend_type_of_url
-
-
-def config_from_flags(app_file, namespace, instance, db, port, workers, debug, authkey, cert,
-                      static_dir=None) -> dict:
-    kind = backend_type_of_url(db)
-    config = {
-        "APP_FILE": app_file,
-        "NAMESPACE": namespace,
-        "INSTANCES": [instance],
-        "DEBUG": 1 if debug else 0,
-        "LISTEN": f"0.0.0.0:{port}",
-        "WORKER_NUM": workers,
-        "BACKENDS": {"default": {"type": kind, "master": db}},
-        "PACKET_LAYERS": [
-            {"type": "jsonb"},
-            {"type": "zlib", "level": 1},
-            {"type": "crypto", "auth_key": authkey or None},
-        ],
-    }
-    if cert:
-        config["CERT_CHAIN"] = cert
-    if static_dir:
-        config["STATIC_DIR"] = static_dir
-    return config
-
-
-def load_config_file(path: str) -> dict:
-    """Read a config file; relative paths in it are taken relative to its directory."""
-    import yaml
-
-    from ..common.yamlloader import load_config
-
-    try:
-        config = load_config(path)
-    except (yaml.YAMLError, ValueError, OSError) as exc:
-        raise click.ClickException(f"cannot load the config file {path}: {exc}") from None
-    base = os.path.dirname(os.path.abspath(path))
-    for key in ("APP_FILE", "STATIC_DIR"):
-        value = config.get(key)
-        if value and isinstance(value, str) and not os.path.isabs(value):
-            config[key] = os.path.join(base, value)
-    for backend in (config.get("BACKENDS") or {}).values():
-        master = backend.get("master", "")
-        # a relative SQLite file is relative to the config file, like APP_FILE
-        if isinstance(master, str) and master.startswith("sqlite:///") and not master.startswith("sqlite:////"):
-            backend["master"] = "sqlite:///" + os.path.join(base, master[len("sqlite:///"):])
-    return config
+from .options import DEFAULT_PORT, app_config, app_options
 
 
 def serve(config: dict) -> None:
+    """Run Sanic with ``config`` until stopped: one process for one worker, else a manager and its workers."""
     from sanic import Sanic
     from sanic.worker.loader import AppLoader
 
@@ -91,15 +45,9 @@ def serve(config: dict) -> None:
         Sanic.serve(primary=app, app_loader=loader)
 
 
-@click.command("start")
-@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
-              help="Config file (config.yml); every other option is ignored when given.")
-@click.option("--app-file", default="./app.py", show_default=True, help="The app's Python file.")
-@click.option("--namespace", help="The app namespace to serve.")
-@click.option("--instance", help="The instance name (clients connect to /hetu/<instance>).")
-@click.option("--db", default="sqlite:///./hetu.db", show_default=True,
-              help="Database URL: sqlite:///path.db, redis://host:port/db, redis+cluster://host:port or postgresql://user@host/db.")
-@click.option("--port", default=2466, show_default=True, type=int, help="Port to listen on (all interfaces).")
+@click.command("start", short_help="Serve an app over websocket.")
+@app_options("Config file (config.yml); every other option is ignored when given.")
+@click.option("--port", default=DEFAULT_PORT, show_default=True, type=int, help="Port to listen on (all interfaces).")
 @click.option("--workers", default=1, show_default=True, type=int, help="Worker processes.")
 @click.option("--debug", is_flag=True, help="Debug mode: failed calls get an `err` frame instead of a disconnect.")
 @click.option("--authkey", default="", help="Auth key clients must sign their hello with (empty: any client).")
@@ -109,16 +57,8 @@ def serve(config: dict) -> None:
 def start(config_path, app_file, namespace, instance, db, port, workers, debug, authkey, cert, static_dir) -> None:
     """Serve an app over websocket: `hetu start --app-file=./src/app.py --namespace=Chat
     --instance=dev --db=sqlite:///./chat.db`, or `hetu start --config=./config.yml`."""
-    if config_path:
-        config = load_config_file(config_path)
-    else:
-        if not namespace or not instance:
-            raise click.UsageError("--namespace and --instance are required without --config")
-        config = config_from_flags(app_file, namespace, instance, db, port, workers, debug, authkey, cert,
-                                   static_dir)
-    for key in ("NAMESPACE", "INSTANCES", "BACKENDS"):
-        if not config.get(key):
-            raise click.UsageError(f"the configuration lacks {key}")
+    config = app_config(config_path, app_file, namespace, instance, db, port=port, workers=workers, debug=debug,
+                        authkey=authkey, cert=cert, static_dir=static_dir)
     from ..server.web import StaticConfigError, static_settings
 
     try:  # before any worker starts: each would fail the same way

@@ -10,7 +10,7 @@ import click
 from ..data.backend import Backend
 from ..data.backend.maintenance import flush_volatile
 from ..data.migration import MigrationError, TableReport, upgrade_table
-from .start import config_from_flags, load_config_file
+from .options import app_config, app_options
 
 RESULT_MARKS = {"created": "+", "ok": " ", "migrated": "~", "recreated": "~", "refused": "!"}
 
@@ -55,13 +55,8 @@ async def upgrade_instances(config: dict, app_dir: Path, drop_data: bool) -> dic
     return reports
 
 
-@click.command("upgrade")
-@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
-              help="Config file (config.yml); --app-file, --namespace, --instance and --db are ignored when given.")
-@click.option("--app-file", default="./app.py", show_default=True, help="The app's Python file.")
-@click.option("--namespace", help="The app namespace.")
-@click.option("--instance", help="The instance name.")
-@click.option("--db", default="sqlite:///./hetu.db", show_default=True, help="Database URL (as for hetu start).")
+@click.command("upgrade", short_help="Create and migrate the app's tables.")
+@app_options("Config file (config.yml); --app-file, --namespace, --instance and --db are ignored when given.")
 @click.option("-y", "yes", is_flag=True, help="Do not ask to confirm that the data is backed up.")
 @click.option("--drop-data", is_flag=True,
               help="Also apply changes that lose data (removed columns, narrowing casts). Never in production.")
@@ -73,15 +68,7 @@ def upgrade(config_path, app_file, namespace, instance, db, yes, drop_data) -> N
     are moved; volatile tables are emptied. Changes that lose data are refused unless
     --drop-data is given. Stop the servers first.
     """
-    if config_path:
-        config = load_config_file(config_path)
-    else:
-        if not namespace or not instance:
-            raise click.UsageError("--namespace and --instance are required without --config")
-        config = config_from_flags(app_file, namespace, instance, db, 2466, 1, False, "", None)
-    for key in ("NAMESPACE", "INSTANCES", "BACKENDS"):
-        if not config.get(key):
-            raise click.UsageError(f"the configuration lacks {key}")
+    config = app_config(config_path, app_file, namespace, instance, db)
     from ..server.web import configure_logging
 
     configure_logging(config)  # migration notes, backups and progress are logged

@@ -36,6 +36,9 @@ logger = logging.getLogger("HeTu.client")
 
 
 class HeTuSession:
+    """A client that reconnects by itself: calls wait for the new connection, live subscriptions
+    carry over (see the module docstring for an example)."""
+
     def __init__(
         self,
         url: str,

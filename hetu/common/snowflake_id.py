@@ -27,6 +27,7 @@ TIMESTAMP_SHIFT = SEQUENCE_BITS + WORKER_ID_BITS
 
 
 def now_ms() -> int:
+    """The wall clock in whole milliseconds since the Unix epoch (the ids' timestamp unit)."""
     return time.time_ns() // 1_000_000
 
 

@@ -58,6 +58,7 @@ Loader.add_constructor("!include", _include)
 
 
 def load_config(path: str) -> dict:
+    """Read a ``config.yml`` with HeTu's tags (``!eval``, ``!include``, ``${VAR:-default}``) into a dict."""
     with open(path, encoding="utf-8") as f:
         data = yaml.load(f, Loader)  # noqa: S506 - our safe loader
     if not isinstance(data, dict):

@@ -28,6 +28,7 @@ import numpy as np
 
 from ..common.csharp_keywords import CSHARP_KEYWORDS
 from ..common.permission import Permission
+from ..common.registry import Registry
 from ..common.snowflake_id import SnowflakeID
 
 logger = logging.getLogger("HeTu.root")
@@ -485,20 +486,15 @@ class BaseComponent:
 # ---------------------------------------------------------------------------------
 
 
-class ComponentDefines:
+class ComponentDefines(Registry):
     """The registry of defined components: namespace -> name -> class.
 
-    One process-wide instance (``ComponentDefines()`` returns it). ``clear_()`` empties
+    One process-wide instance (``ComponentDefines()`` returns it). ``clear()`` empties
     it for tests, keeping the ``core`` namespace the engine itself defines.
     """
 
-    _instance: ComponentDefines | None = None
-
-    def __new__(cls) -> ComponentDefines:
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-            cls._instance._defs = {}
-        return cls._instance
+    def _create_tables(self) -> None:
+        self._defs: dict[str, dict[str, type[BaseComponent]]] = {}
 
     def add_component(self, namespace: str, comp: type[BaseComponent], force: bool = False) -> None:
         names = self._defs.setdefault(namespace, {})
@@ -517,7 +513,8 @@ class ComponentDefines:
             return list(self._defs.get(namespace, {}).values())
         return [c for names in self._defs.values() for c in names.values()]
 
-    def clear_(self) -> None:
+    def clear(self) -> None:
+        """Forget every component except the ``core`` namespace's."""
         self._defs = {ns: v for ns, v in self._defs.items() if ns == "core"}
 
 

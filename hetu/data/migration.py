@@ -132,6 +132,7 @@ def _file_stem(name: str) -> str:
 
 
 def script_path(app_dir: Path, name: str, old: str, new: str) -> Path:
+    """Where the migration script of component ``name`` from version ``old`` to ``new`` lives."""
     return app_dir / SCRIPT_DIR / f"{_file_stem(name)}_v{old}_to_v{new}.py"
 
 
@@ -172,6 +173,8 @@ def script_chain(app_dir: Path, meta: TableMeta, target: type[BaseComponent]) ->
 
 
 def chain_verdict(chain: list[ModuleType]) -> str:
+    """What a chain of migration scripts says as a whole: ``"unsafe"`` if any script does,
+    else ``"ok"`` if any does, else ``"skip"``."""
     verdicts = [module.prepare() for module in chain]
     for verdict in verdicts:
         if verdict not in ("skip", "ok", "unsafe"):
@@ -186,19 +189,23 @@ def chain_verdict(chain: list[ModuleType]) -> str:
 
 @dataclass
 class TableReport:
+    """The outcome of ``hetu upgrade`` for one table: its action (created, ok, migrated,
+    recreated, refused), the rows moved and notes for the user."""
     name: str
-    action: str  # created, ok, migrated, refused
+    action: str
     rows: int = 0
     notes: list[str] = field(default_factory=list)
 
 
 async def read_all(backend: Backend, ref: TableReference) -> np.recarray:
+    """Every row of ``ref``'s table, in id order."""
     comp = ref.comp_cls
     bounds = normalize_bounds(comp, "id", -(2**63), 2**63 - 1)
     return await backend.master.range(ref, "id", bounds, -1, False)
 
 
 def check_uniques(rows: np.recarray, target: type[BaseComponent]) -> None:
+    """Raise :class:`MigrationError` when migrated ``rows`` hold one value twice in a unique field."""
     for name in sorted(target.uniques_):
         values, counts = np.unique(rows[name], return_counts=True)
         if len(values) and counts.max() > 1:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..common.permission import Permission
+from ..common.registry import Registry
 from .guard import collect_guards, mark_defined
 
 ENDPOINT_NAME_MAX_LEN = 32
@@ -59,6 +60,7 @@ def check_callable_definition(kind: str, func: Any, permission: Permission | Non
 
 
 def check_name_and_coroutine(kind: str, func: Any) -> None:
+    """Checks on a system or endpoint function: its name fits the wire limit and it is ``async def``."""
     if len(func.__name__) > ENDPOINT_NAME_MAX_LEN:
         raise AssertionError(
             f"{kind} name {func.__name__!r} is too long: at most {ENDPOINT_NAME_MAX_LEN} characters"
@@ -67,17 +69,15 @@ def check_name_and_coroutine(kind: str, func: Any) -> None:
         raise AssertionError(f"{kind} {func.__name__} must be an async function (`async def ...`)")
 
 
-class EndpointDefines:
-    """Registry of endpoints: namespace -> name -> :class:`EndpointDefine`."""
+class EndpointDefines(Registry):
+    """Registry of endpoints: namespace -> name -> :class:`EndpointDefine`.
 
-    _instance: EndpointDefines | None = None
+    One process-wide instance (``EndpointDefines()``); ``clear()`` forgets every endpoint.
+    """
 
-    def __new__(cls) -> EndpointDefines:
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-            cls._instance._endpoint_map = {}
-            cls._instance._global_endpoint_map = {}
-        return cls._instance
+    def _create_tables(self) -> None:
+        self._endpoint_map: dict[str, dict[str, EndpointDefine]] = {}
+        self._global_endpoint_map: dict[str, EndpointDefine] = {}
 
     def add(self, namespace: str, define: EndpointDefine, force: bool = False) -> None:
         names = self._endpoint_map.setdefault(namespace, {})
@@ -102,9 +102,9 @@ class EndpointDefines:
         merged.update(self._endpoint_map.get(namespace, {}))
         return merged
 
-    def _clear(self) -> None:
-        self._endpoint_map = {}
-        self._global_endpoint_map = {}
+    def clear(self) -> None:
+        """Forget every endpoint (the engine defines none of its own)."""
+        self._create_tables()
 
 
 def define_endpoint(namespace: str = "global", force: bool = False, permission: Permission | None = Permission.USER):

@@ -79,9 +79,11 @@ def rate_limit(times: int, per: float) -> Callable[[Any], Any]:
 
 
 def collect_guards(func: Any) -> list[Callable]:
+    """The guards attached to ``func``, in the order they run (top to bottom)."""
     return list(getattr(func, GUARDS_ATTR, []))
 
 
 def mark_defined(obj: Any) -> Any:
+    """Mark ``obj`` as a defined system or endpoint, so a guard placed above it is refused."""
     setattr(obj, DEFINED_ATTR, True)
     return obj

@@ -26,6 +26,9 @@ STABLE_SECONDS = 60.0  # alive this long after a restart: the backoff starts ove
 
 
 class WorkerWatchdog:
+    """Restarts the server workers that failed, with a growing pause for one that keeps
+    dying; :func:`watch_workers` runs it in a thread of the main process."""
+
     def __init__(self, manager) -> None:
         self.manager = manager
         self.stopping = threading.Event()

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..common.permission import Permission
+from ..common.registry import Registry
 from ..data.component import BaseComponent, ComponentDefines
 from ..endpoint.definer import (
     EndpointDefine,
@@ -57,25 +58,20 @@ def _backends_of(components) -> set[str]:
     return {c.backend_ for c in components}
 
 
-class SystemClusters:
+class SystemClusters(Registry):
     """Registry of systems per namespace, and their clusters once built.
 
-    One process-wide instance (``SystemClusters()``); ``_clear()`` resets it for tests
+    One process-wide instance (``SystemClusters()``); ``clear()`` resets it for tests
     and keeps the ``global`` systems the engine defines itself.
     """
 
-    _instance: SystemClusters | None = None
-
-    def __new__(cls) -> SystemClusters:
-        if cls._instance is None:
-            cls._instance = inst = super().__new__(cls)
-            inst._system_map = {}
-            inst._global_system_map = {}
-            inst._clusters = {}
-            inst._component_map = {}
-            inst._main_namespace = None
-            inst._main_system_map = {}
-        return cls._instance
+    def _create_tables(self) -> None:
+        self._system_map: dict[str, dict[str, SystemDefine]] = {}
+        self._global_system_map: dict[str, SystemDefine] = {}
+        self._clusters: dict = {}
+        self._component_map: dict = {}
+        self._main_namespace: str | None = None
+        self._main_system_map: dict[str, SystemDefine] = {}
 
     # -- registration -----------------------------------------------------------------
 
@@ -112,7 +108,8 @@ class SystemClusters:
             self._global_system_map[name] = define
         return define
 
-    def _clear(self) -> None:
+    def clear(self) -> None:
+        """Forget the built clusters and every system outside ``global``."""
         self._clusters = {}
         self._component_map = {}
         self._system_map = {"global": dict(self._global_system_map)}
@@ -183,7 +180,7 @@ class SystemClusters:
     def build_clusters(self, main_namespace: str) -> None:
         """Merge systems into clusters and number them, for every namespace."""
         if self._clusters:
-            raise AssertionError("clusters are already built; call _clear() first")
+            raise AssertionError("clusters are already built; call clear() first")
         if not self._system_map.get(main_namespace):
             known = sorted(ns for ns in self._system_map if ns != "global")
             raise AssertionError(

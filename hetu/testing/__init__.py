@@ -85,9 +85,9 @@ def _load_app(namespace: str, app_module: ModuleType, reload_app: bool) -> None:
     if not reload_app and clusters.is_built(namespace):
         return  # built once already: reuse the registries
     if reload_app or clusters.is_built():
-        ComponentDefines().clear_()
-        EndpointDefines()._clear()
-        clusters._clear()
+        ComponentDefines().clear()
+        EndpointDefines().clear()
+        clusters.clear()
         _reload(app_module)
     clusters.build_clusters(namespace)
     clusters.build_endpoints()

@@ -11,6 +11,7 @@ from hetu.common.snowflake_id import SnowflakeID, id_timestamp_ms, id_worker, no
 from hetu.data.backend import TableReference
 from hetu.data.backend.worker_keeper import LeaseLost, WorkerKeeper, WorkerLease
 from tests.backend.conftest import INSTANCE
+from tests.waiting import wait_until
 
 
 @pytest.fixture
@@ -82,7 +83,8 @@ async def test_renew_extends_the_lease_and_records_the_last_timestamp(leases):
     a = keeper(leases, "a")
     await a.acquire()
     before = (await lease_row(leases, 0)).expires_at
-    await asyncio.sleep(0.01)
+    acquired_by = now_ms()
+    await wait_until(lambda: now_ms() > acquired_by, 1, "the clock to move on", pause=0.001)
     new_id = SnowflakeID().next_id()
     await a.renew()
     row = await lease_row(leases, 0)
@@ -105,10 +107,7 @@ async def test_a_lost_lease_is_replaced_by_a_new_id(leases):
     await steal(leases, 0)
     a.start(interval=0.02)
     try:
-        for _ in range(100):
-            if a.worker_id not in (None, 0):
-                break
-            await asyncio.sleep(0.02)
+        await wait_until(lambda: a.worker_id not in (None, 0), 2, "a new worker id", pause=0.02)
     finally:
         await a.stop()
     assert a.worker_id == 1
@@ -135,9 +134,12 @@ async def test_background_renewal_runs_until_stopped(leases):
     await a.acquire()
     first = (await lease_row(leases, 0)).expires_at
     a.start(interval=0.02)
-    await asyncio.sleep(0.15)
+
+    async def renewed() -> bool:
+        return (await lease_row(leases, 0)).expires_at > first
+
+    await wait_until(renewed, 5, "a renewal", pause=0.02)
     await a.stop()
-    assert (await lease_row(leases, 0)).expires_at > first
 
 
 

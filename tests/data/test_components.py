@@ -234,7 +234,7 @@ def test_clear_keeps_the_core_namespace():
     registry = ComponentDefines()
     core = registry.get_all("core")
     assert core  # Connection, WorkerLease
-    registry.clear_()
+    registry.clear()
     assert registry.get_all("pytest_clear") == [] and registry.get_all("core") == core
 
 

@@ -53,7 +53,8 @@ def test_the_template_serves_an_app(tmp_path):
         _wait_for(lambda: log.read_text().count("accepting connections") == 2)  # HETU_WORKERS
         assert (tmp_path / "hetu.db").exists()  # the relative SQLite path, next to the config
         assert "INFO HeTu.root" in log.read_text()  # the template's LOGGING format
-        time.sleep(3.0)  # past Sanic's startup-ack window (see tests/ops/test_shutdown.py)
+        # past Sanic's startup-ack window: a bounded wait, see tests/ops/test_shutdown.py
+        time.sleep(3.0)
     finally:
         proc.terminate()  # a clean stop: workers release their ids and exit
         try:

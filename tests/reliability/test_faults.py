@@ -85,7 +85,7 @@ async def test_a_killed_worker_loses_nothing_and_is_replaced(tmp_path):
                     stats["after_kill"] += 1
 
         traders = [asyncio.create_task(trade(s)) for s in sessions]
-        await asyncio.sleep(1.0)
+        await wait_until(lambda: stats["ok"] >= 100, 10, "transfers flowing before the kill")
         workers = leased_workers(srv.log_path.read_text())
         assert sorted(workers) == [0, 1], workers
         os.kill(workers[1], signal.SIGKILL)
@@ -95,7 +95,8 @@ async def test_a_killed_worker_loses_nothing_and_is_replaced(tmp_path):
         await wait_until(lambda: len(leased_workers(srv.log_path.read_text())) == 3, 15, "a replacement worker")
         await wait_until(lambda: srv.log_path.read_text().count("accepting connections") >= 3, 15,
                          "the replacement to accept connections")
-        await asyncio.sleep(1.0)
+        await wait_until(lambda: stats["after_kill"] >= 100 and any(s.connections > 1 for s in sessions), 15,
+                         "transfers flowing again, with clients of the killed worker reconnected")
         stop.set()
         await asyncio.gather(*traders)
         reconnected = sum(s.connections > 1 for s in sessions)
@@ -107,8 +108,10 @@ async def test_a_killed_worker_loses_nothing_and_is_replaced(tmp_path):
         await checker.close()
         await asyncio.gather(*(s.close() for s in sessions))
 
-        # the dead worker's id is reclaimed after its lease: a new server takes it
-        await asyncio.sleep(LEASE_SECONDS + 0.5)
+        # the dead worker's id is reclaimed after its lease: a new server takes it. The lease
+        # expires LEASE_SECONDS after its last renewal, which came before the kill: a time on
+        # the clock, not an event to wait for
+        await asyncio.sleep(max(0.0, killed_at[0] + LEASE_SECONDS + 0.5 - time.monotonic()))
         later = ServerProcess(tmp_path, url, debug=True, workers=1, app=APP, namespace=NAMESPACE,
                               WORKER_LEASE_SECONDS=LEASE_SECONDS)
         reclaimed = leased_workers(later.log_path.read_text())
@@ -264,8 +267,10 @@ async def test_a_client_vanishing_mid_call_leaves_it_whole_and_disconnects_once(
                 await pending
             except ConnectionClosed:
                 pass
-            await wait_until(lambda c=conn_id: observer.call("disconnects", c), 10, "on_disconnect")
-            await asyncio.sleep(0.3)  # a second run would show by now
+            # the replay log's "[Closed]" line (debug mode) follows the connection's whole
+            # clean-up, on_disconnect included: a second run would be recorded before it
+            await wait_until(lambda c=conn_id: f"[Closed] [{c}|" in srv.log_path.read_text(), 10,
+                             "the connection's clean-up")
             runs = await observer.call("disconnects", conn_id)
             after = await balances(observer)
             await client.close()

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from hetu.client import CallFailed, ConnectionClosed
+from tests.waiting import wait_until
 
 BIG = 2**63 - 1
 
@@ -162,12 +163,12 @@ async def test_owner_rows_reach_only_their_owner_also_when_the_owner_changes(clu
 
 async def disconnects_of(client, connection_id: int, runs: int = 1, timeout: float = 5.0) -> list[int]:
     """The callers on_disconnect ran as for ``connection_id``, once it has run ``runs`` times."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = await client.call("disconnects", connection_id)
-        if len(found) >= runs or time.monotonic() > deadline:
-            return found
-        await asyncio.sleep(0.05)
+
+    async def found() -> list[int] | None:
+        callers = await client.call("disconnects", connection_id)
+        return callers if len(callers) >= runs else None
+
+    return await wait_until(found, timeout, f"{runs} on_disconnect run(s) of connection {connection_id}", pause=0.05)
 
 
 async def test_a_kicked_connection_is_demoted_at_once(cluster):

@@ -3,20 +3,33 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 import pytest
 
 from hetu.client import ConnectionClosed, HeTuClient
 from tests.server.conftest import AUTH_KEY, chat_server_process
 from tests.server.test_subscriptions import next_delta
+from tests.waiting import wait_until
 
 BIG = 2**63 - 1
+
+
+# INFO lines on stderr (as without LOGGING), with the replay logger's "[Closed] <connection>"
+# line, written once a connection's clean-up (its on_disconnect included) is over
+REPLAY_LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"level": "INFO", "handlers": ["stderr"]},
+}
 
 
 @pytest.fixture(scope="module")
 def chat_server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("chat")
-    srv = chat_server_process(tmp)
+    srv = chat_server_process(tmp, LOGGING=REPLAY_LOGGING)
     yield srv
     srv.stop()
 
@@ -71,7 +84,10 @@ async def test_logging_in_again_elsewhere_keeps_the_user_online(chat_server):
         await old.call("user_login", 1010, "carol")
         await new.call("user_login", 1010, "carol")
         await asyncio.wait_for(old.wait_closed(), 5)  # closed at once by the release-mode server
-        await asyncio.sleep(0.3)  # its on_disconnect has run by now (nothing must come of it)
+        kicked = re.search(r"\[(\d+)\|[^|\]]*\|1010\] was logged in elsewhere", chat_server.logs())
+        assert kicked, chat_server.logs()
+        await wait_until(lambda: f"[Closed] [{kicked[1]}|" in chat_server.logs(), 10,
+                         "the old connection's clean-up (its on_disconnect) to finish")
         messages = await new.range("ChatMessage", "id", 0, BIG, limit=1024)
         users = await new.range("OnlineUser", "owner", 1010, 1010)
         arrived = asyncio.Event()  # listening before the call: the push may come with its reply

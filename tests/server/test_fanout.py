@@ -8,6 +8,7 @@ test_subscriptions.py).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 
 import msgpack
@@ -22,8 +23,13 @@ from hetu.server.subscription import ConnectionSubscriptions
 from tests.backend.conftest import INSTANCE, Item, create_tables, open_backend
 from tests.backend.test_redis_cluster import open_cluster_backend, redis_cluster, stop_redis_cluster
 from tests.conftest import BACKEND_KINDS
+from tests.waiting import wait_until
 
 KINDS = [*BACKEND_KINDS, "cluster"]
+# Conn.nothing_more's marker rows: an owner and times outside every range a test subscribes to
+MARK_OWNER = 2**40
+MARK_TIME = 2**62
+_marks = itertools.count()
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -80,9 +86,30 @@ class Conn:
         assert frame[0] == "updt", frame
         return frame[2]
 
-    async def nothing_more(self, wait: float = 0.4) -> None:
-        await asyncio.sleep(wait)
+    async def nothing_more(self) -> None:
+        """Assert that no push is on its way to this connection."""
+        await all_pushed(self.server)
         assert self.frames.empty(), f"unexpected push {self.frames.get_nowait()}"
+
+
+async def all_pushed(server: ServerState) -> None:
+    """Return once every change committed so far has been fanned out to every connection.
+
+    A marker row is committed after them, and a watcher waits for its push. The fan-out
+    handles events in commit order, in one task, delivering each shape's delta
+    synchronously, the watcher's shape (the newest) last: once the watcher has the
+    marker, every earlier push has been delivered.
+    """
+    mark = next(_marks)
+    watcher = Conn(server, caller=MARK_OWNER)
+    sub_id, initial = await watcher.sub_range("time", MARK_TIME + mark, MARK_TIME + mark, 1)
+    assert initial == []
+    row = Item.new_row()
+    row.owner, row.time, row.name = MARK_OWNER, MARK_TIME + mark, f"mark{mark}"
+    async with server.table_managers[INSTANCE].table.backend.session(INSTANCE, 1) as s:
+        await s.using(Item).insert(row)
+    assert await watcher.updt() == {int(row.id): wire(row)}
+    await watcher.subs.unsubscribe(sub_id)
 
 
 @pytest.fixture(params=KINDS)
@@ -241,7 +268,7 @@ async def test_one_shape_for_many_owners_each_sees_only_its_rows(world):
     assert await conns[0].updt() == {int(given.id): None}
     assert await conns[1].updt() == {int(given.id): wire(given)}
     for conn in conns:
-        await conn.nothing_more(0.1)
+        await conn.nothing_more()
 
 
 async def test_subscribers_of_one_row_share_its_read(world):
@@ -283,6 +310,13 @@ async def _held_reads(server, backend):
     return gate, rounds, lambda: setattr(client, "get_many", original)
 
 
+async def all_queued(fanout, rounds: list[int], inserts: int) -> None:
+    """Wait until the events of ``inserts`` new rows have all reached ``fanout``: the
+    held first round reads some of the rows, the others' events wait behind it."""
+    await wait_until(lambda: rounds and rounds[0] + len(fanout._events) == inserts,
+                     what=f"the events of {inserts} inserts to reach the fan-out")
+
+
 async def test_a_burst_of_inserts_is_merged(world):
     backend, server = world
     conn = Conn(server)
@@ -290,7 +324,7 @@ async def test_a_burst_of_inserts_is_merged(world):
     gate, rounds, restore = await _held_reads(server, backend)
     try:
         rows = [await insert(backend, 7, 1000 + n) for n in range(50)]
-        await asyncio.sleep(0.3)  # every event has arrived; the first round still waits
+        await all_queued(fanout_of(server, backend), rounds, 50)  # the first round still waits
         gate.set()
         got: dict = {}
         updts = 0
@@ -309,10 +343,10 @@ async def test_a_subscriber_that_unsubscribes_mid_burst_gets_nothing_more(world)
     leaving, staying = Conn(server, caller=1), Conn(server, caller=2)
     sub_id, _ = await leaving.sub_range("time", 0, 10_000, 100)
     await staying.sub_range("time", 0, 10_000, 100)
-    gate, _, restore = await _held_reads(server, backend)
+    gate, rounds, restore = await _held_reads(server, backend)
     try:
         rows = [await insert(backend, 7, 2000 + n) for n in range(10)]
-        await asyncio.sleep(0.1)
+        await all_queued(fanout_of(server, backend), rounds, 10)
         await leaving.subs.unsubscribe(sub_id)
         gate.set()
         got: dict = {}
@@ -397,7 +431,7 @@ async def _random_round(backend: Backend, server: ServerState, rng, base: int) -
         views.append(View(conn, initial))
 
     await asyncio.gather(writer(), *(subscriber(n) for n in range(6)))
-    await asyncio.sleep(0.5)  # every event has arrived and been fanned out
+    await all_pushed(server)
     client = server.broker(backend).client
     bounds = await _bounds(base, base + 9_999)
     truth = {}

@@ -12,6 +12,7 @@ import websockets
 
 from hetu.client import CallFailed, CallRejected, ConnectionClosed, default_pipeline
 from tests.server.conftest import AUTH_KEY, connect
+from tests.waiting import wait_until
 
 
 async def closed_without_reply(ws) -> bool:
@@ -187,13 +188,13 @@ async def test_on_disconnect_runs_once_when_a_client_leaves(server):
     await client.call("login", 555)
     await client.close()
     probe = await connect(server)
+
+    async def goodbye():
+        return (await probe.subscribe_get("Goodbye", "owner", 555))[1]
+
     try:
-        for _ in range(50):
-            sub_id, row = await probe.subscribe_get("Goodbye", "owner", 555)
-            if row is not None:
-                break
-            await asyncio.sleep(0.05)
-        assert row is not None and row["count"] == 1
+        row = await wait_until(goodbye, 5, "on_disconnect's Goodbye row", pause=0.05)
+        assert row["count"] == 1
     finally:
         await probe.close()
 

@@ -3,10 +3,9 @@ is closed instead of growing the worker without bound."""
 
 from __future__ import annotations
 
-import asyncio
-
 from hetu.server.connection import CLOSE, OVERFLOW_LIMIT, QUEUE_SIZE, ClientConnection, ConnState
 from hetu.server.state import ServerState
+from tests.waiting import wait_until
 
 
 def open_connection() -> ClientConnection:
@@ -29,11 +28,13 @@ async def test_frames_that_do_not_fit_wait_in_order_behind_the_queue():
     for n in range(QUEUE_SIZE + 10):
         conn.push_nowait(["updt", "s", {n: None}])
     await conn.push(["rsp", "ok"])  # a reply goes behind the waiting pushes
-    got = queued(conn)
-    await asyncio.sleep(0)  # the mover refills the queue in order
-    for _ in range(20):
-        got += queued(conn)
-        await asyncio.sleep(0)
+    got: list = []
+
+    def all_came_through() -> bool:  # the mover refills the queue in order as it empties
+        got.extend(queued(conn))
+        return len(got) == QUEUE_SIZE + 11
+
+    await wait_until(all_came_through, 5, "every frame to pass through the queue", pause=0)
     assert [f[2] for f in got[:-1]] == [{n: None} for n in range(QUEUE_SIZE + 10)]
     assert got[-1] == ["rsp", "ok"]
 
@@ -46,7 +47,7 @@ async def test_a_client_that_never_reads_is_closed():
     conn.push_nowait(["updt", "s", {"one": "too many"}])
     assert queued(conn) == [CLOSE]  # what was queued is dropped, then the connection closes
     assert conn._overflow is None
-    await asyncio.sleep(0)
+    await wait_until(conn._overflow_task.done, 5, "the overflow task to end", pause=0)
 
 
 def queued_copy(conn: ClientConnection) -> list:

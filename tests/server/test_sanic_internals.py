@@ -22,6 +22,7 @@ from sanic.worker.process import ProcessState
 import hetu.server.connection as connection_module
 import hetu.server.watchdog as watchdog_module
 from tests.server.test_ws_writer import _serve
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,15 +47,17 @@ async def test_the_http_timeout_timer_of_a_websocket_is_there_and_cancelling_it_
         timer = getattr(ws.io_proto, "_callback_check_timeouts", None)
         seen["timer"] = isinstance(timer, asyncio.TimerHandle)
         timer.cancel()
-        await asyncio.sleep(0.05)  # Sanic must not have re-armed another one meanwhile
+        await ws.send(b"cancelled")
+        seen["echo"] = await ws.recv()  # traffic after the cancel did not re-arm another one
         seen["still cancelled"] = ws.io_proto._callback_check_timeouts is timer and timer.cancelled()
         done.set()
 
     server, url = await _serve(handler)
     try:
-        async with websockets.connect(url):
+        async with websockets.connect(url) as client:
+            await client.send(await asyncio.wait_for(client.recv(), 5))
             await asyncio.wait_for(done.wait(), 5)
-        assert seen == {"timer": True, "still cancelled": True}
+        assert seen == {"timer": True, "echo": b"cancelled", "still cancelled": True}
     finally:
         server.close()
         await server.wait_closed()
@@ -68,8 +71,8 @@ async def test_unread_frames_wait_in_the_assembler_where_the_connection_releases
 
     async def handler(request, ws):
         seen["first"] = await ws.recv()
-        await asyncio.sleep(0.1)  # the second frame arrives and waits in the assembler
         assembler = ws.assembler
+        await wait_until(assembler.message_complete.is_set, 5, "the second frame to wait in the assembler")
         seen["locks"] = (isinstance(assembler.write_mutex, asyncio.Lock)
                          and isinstance(ws.process_event_mutex, asyncio.Lock))
         seen["unread"] = await assembler.get(0)

@@ -277,7 +277,7 @@ async def test_a_read_times_out_and_a_cancelled_read_stays_cancelled():
         except TimeoutError:
             outcome["timeout"] = True
         task = asyncio.create_task(reader.recv())
-        await asyncio.sleep(0.05)
+        await wait_until(lambda: reader._waiter is not None, 5, "the reader to wait for a message")
         task.cancel()
         try:
             await task

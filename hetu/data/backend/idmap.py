@@ -18,6 +18,7 @@ from .table import TableReference
 
 
 class RowState(enum.IntEnum):
+    """What a session will do with a cached row at commit: nothing, insert, update or delete it."""
     CLEAN = 0
     INSERT = 1
     UPDATE = 2
@@ -26,6 +27,7 @@ class RowState(enum.IntEnum):
 
 @dataclass
 class CachedRow:
+    """A row a session has read or written: its current value, the value read, and its state."""
     row: np.record  # current value in this session
     clean: np.record | None  # value as read from the database (None for inserts)
     state: RowState

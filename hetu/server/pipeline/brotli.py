@@ -20,6 +20,8 @@ MODES = {"GENERIC": brotli.MODE_GENERIC, "TEXT": brotli.MODE_TEXT, "FONT": brotl
 
 @dataclass
 class BrotliContext:
+    """One connection's Brotli state: its compressor and decompressor streams and the
+    largest frame a message may inflate to."""
     compressor: Any
     decompressor: Any
     max_inflated: int

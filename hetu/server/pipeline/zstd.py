@@ -42,6 +42,8 @@ MIN_SAMPLES = 1000
 
 @dataclass
 class ZstdContext:
+    """One connection's zstd state: its compressor and decompressor (sharing the negotiated
+    dictionary) and the largest frame a message may inflate to."""
     compressor: Any
     decompressor: Any
     max_inflated: int

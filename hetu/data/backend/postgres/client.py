@@ -37,6 +37,7 @@ COMMIT_ATTEMPTS = 3  # a missing table or a stale prepared statement is fixed, t
 
 
 def check_url(url: str) -> str:
+    """``url`` itself when it names PostgreSQL; a ``ValueError`` saying the expected form otherwise."""
     if urlparse(url).scheme.lower() not in SCHEMES:
         raise ValueError(f"not a PostgreSQL URL: {url!r} (use postgresql://user:password@host:port/dbname)")
     return url
@@ -54,6 +55,8 @@ def _pool_extras() -> dict[str, Any]:
 
 
 async def create_support_tables(conn: asyncpg.Connection) -> None:
+    """Create the tables the backend keeps for itself (schema metadata, the table registry)
+    if missing, under the DDL lock so that workers starting together do not collide."""
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", DDL_LOCK_KEY)
         for stmt in SUPPORT_TABLES:

@@ -28,6 +28,9 @@ def _meta_params(ref: TableReference) -> tuple:
 
 
 class PostgresTableMaintenance(TableMaintenance):
+    """Schema upkeep on PostgreSQL (what ``hetu upgrade`` and startup checks use): table
+    metadata, creating and dropping component tables."""
+
     def __init__(self, client: PostgresBackendClient) -> None:
         self.client = client
 

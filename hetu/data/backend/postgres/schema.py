@@ -42,6 +42,7 @@ def short_name(name: str) -> str:
 
 
 def quote(name: str) -> str:
+    """``name`` as a quoted SQL identifier (inner double quotes doubled)."""
     return '"' + name.replace('"', '""') + '"'
 
 
@@ -52,6 +53,7 @@ def table_name(ref: TableReference) -> str:
 
 
 def column_name(field: str) -> str:
+    """The column name of a component field (shortened like table names past 63 bytes)."""
     return short_name(field)
 
 

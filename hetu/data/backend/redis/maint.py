@@ -24,6 +24,9 @@ return 1
 
 
 class RedisTableMaintenance(TableMaintenance):
+    """Schema upkeep on Redis (what ``hetu upgrade`` and startup checks use): table metadata
+    hashes, creating, counting and dropping component keys."""
+
     def __init__(self, client: RedisBackendClient) -> None:
         self.client = client
 

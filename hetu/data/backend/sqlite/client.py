@@ -49,6 +49,9 @@ def _missing_table(exc: Exception) -> bool:
 
 
 class SQLiteBackendClient(BackendClient):
+    """The SQLite backend client: reads, ranges and atomic commits on one database file,
+    through a writer and a reader connection each running in its own thread."""
+
     def __init__(self, url: str, is_servant: bool = False, **options: Any) -> None:
         self.url = url
         self.path = path_of_url(url)

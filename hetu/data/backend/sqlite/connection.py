@@ -14,6 +14,7 @@ BUSY_TIMEOUT_MS = 15_000
 
 
 def connect(path: str) -> sqlite3.Connection:
+    """Open ``path`` for autocommit use from any thread, with a busy timeout and WAL journaling."""
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000)
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     # Switching a new file to WAL takes an exclusive lock without waiting for the busy

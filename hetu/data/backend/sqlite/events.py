@@ -33,6 +33,9 @@ def notify_local(path: str) -> None:
 
 
 class SQLiteChangeFeed(ChangeFeed):
+    """Change events of one SQLite file: polls the change table when ``data_version`` moves,
+    and wakes at once on commits made in this process."""
+
     def __init__(self, path: str) -> None:
         super().__init__()
         self.path = path

@@ -15,6 +15,9 @@ if TYPE_CHECKING:
 
 
 class SQLiteTableMaintenance(TableMaintenance):
+    """Schema upkeep on SQLite (what ``hetu upgrade`` and startup checks use): table metadata,
+    creating and dropping component tables."""
+
     def __init__(self, client: SQLiteBackendClient) -> None:
         self.client = client
 

@@ -27,6 +27,7 @@ SUPPORT_TABLES = (
 
 
 def quote(name: str) -> str:
+    """``name`` as a quoted SQL identifier (inner double quotes doubled)."""
     return '"' + name.replace('"', '""') + '"'
 
 
@@ -42,10 +43,13 @@ def table_name(ref: TableReference) -> str:
 
 
 def column_type(dt: np.dtype) -> str:
+    """The SQLite storage type of a field's NumPy dtype."""
     return {"i": "INTEGER", "u": "INTEGER", "f": "REAL", "U": "TEXT", "S": "BLOB"}[dt.kind]
 
 
 def create_table_sql(ref: TableReference) -> list[str]:
+    """The statements creating ``ref``'s table and its indexes (unique ones as unique indexes),
+    each a no-op when it exists."""
     comp = ref.comp_cls
     tname = table_name(ref)
     cols = []
