@@ -16,7 +16,6 @@ subscription's initial query runs are applied against that query's result.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -276,6 +275,8 @@ class SubscriptionBroker:
         self._lock = asyncio.Lock()
         self._follow: asyncio.Task | None = None
         self._replicas_moved = False
+        self._moving_to: BackendClient | None = None  # the client a feed is being opened on
+        self._closing: set[asyncio.Task] = set()  # old feeds being closed
         backend.watch_replicas(self._replica_changed)
 
     async def fanout(self, table: Table) -> ChannelFanout:
@@ -328,8 +329,12 @@ class SubscriptionBroker:
                 logger.error("the change feed failed (%s: %s); opening a new one", type(exc).__name__, exc)
                 await self._replace_feed()
                 continue
-            if event is not None:
-                self._dispatch(event)
+            if event is None:
+                continue
+            if event.gap and self.backend.suspect_replica(self.client, "the change feed lost its connection to it"):
+                # it may have restarted empty: the move to another source announces the gap
+                continue
+            self._dispatch(event)
 
     def _dispatch(self, event: ChangeEvent) -> None:
         for listener in list(self.listeners.get(event.channel, ())):
@@ -343,14 +348,13 @@ class SubscriptionBroker:
             try:
                 async with self._lock:
                     # another replica (when there are several) may serve where this one failed
-                    client = self.backend.servant
+                    client = self._moving_to = self.backend.servant
                     feed = client.change_feed()
                     try:
                         for channel in list(self.listeners):
                             await feed.subscribe(channel)
                     except BaseException:
-                        with contextlib.suppress(Exception):
-                            await feed.close()
+                        self._close_later(feed)
                         raise
                     old, self.feed = self.feed, feed
                     self.client, self._epoch = client, self.backend.replica_epoch(client)
@@ -363,27 +367,46 @@ class SubscriptionBroker:
                 logger.warning("opening a new change feed failed (%s); retrying in %.1f s", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
+            finally:
+                self._moving_to = None
         for channel in list(self.listeners):
             self._dispatch(ChangeEvent.missed(channel))
         if old is not None:
-            with contextlib.suppress(Exception):
-                await old.close()
+            self._close_later(old)
+
+    def _close_later(self, feed: Any) -> None:
+        """Close a feed in the background: its server may be frozen, and no move waits for it."""
+        task = asyncio.create_task(feed.close(), name="hetu-close-change-feed")
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     # -- replica health -----------------------------------------------------------------------
 
     def _replica_changed(self, client: BackendClient, state: Any) -> None:
         """Called by the backend's replica monitor on every change of a replica's state."""
         self._replicas_moved = True
-        if self._follow is None or self._follow.done():
+        follow = self._follow
+        if follow is None or follow.done():
             self._follow = asyncio.create_task(self.follow_replicas(), name="hetu-broker-replicas")
+        elif client is self._moving_to and not self.backend.is_usable(client):
+            # the move waits on a replica that just failed (froze, say): start it over
+            self._follow = asyncio.create_task(self._follow_again(follow), name="hetu-broker-replicas")
+        else:
+            return
+        self._follow.add_done_callback(_log_failure)
+
+    async def _follow_again(self, stale: asyncio.Task) -> None:
+        await cancel_and_wait(stale)
+        self._replicas_moved = True
+        await self.follow_replicas()
 
     def _must_move(self) -> str | None:
         """Why the feed must move (or be refreshed), or None while it is fine where it is."""
         backend, current = self.backend, self.client
         if current is backend.master:
-            return "a read replica is usable again" if backend.usable_servants else None
+            return "a read replica serves again" if backend.usable_servants else None
         if not backend.is_usable(current):
-            return f"read replica {safe_name(current)} is unusable"
+            return f"read replica {safe_name(current)} failed"
         if backend.replica_epoch(current) != self._epoch:
             return f"read replica {safe_name(current)} resynchronised"
         return None
@@ -402,12 +425,14 @@ class SubscriptionBroker:
                     self._epoch = self.backend.replica_epoch(self.client)
                     continue
             pump, self._pump = self._pump, None
-            await cancel_and_wait(pump)  # it may be waiting on the old feed
-            await self._replace_feed()
-            self._pump = asyncio.create_task(self._run(), name="hetu-subscription-broker")
+            try:
+                await cancel_and_wait(pump)  # it may be waiting on the old feed
+                await self._replace_feed()
+            finally:  # also when this move is cancelled: the feed in place keeps being read
+                self._pump = asyncio.create_task(self._run(), name="hetu-subscription-broker")
             where = "the master" if self.client is self.backend.master else f"read replica {safe_name(self.client)}"
-            logger.warning("%s: refreshing every subscription of this worker in full (%d tables), "
-                           "reading from %s now", reason, len(self.listeners), where)
+            logger.warning("full refresh of every subscription of this worker (%d tables) because %s; "
+                           "subscriptions read from %s now", len(self.listeners), reason, where)
 
     async def close(self) -> None:
         self.backend.unwatch_replicas(self._replica_changed)
@@ -415,7 +440,14 @@ class SubscriptionBroker:
             await cancel_and_wait(self._follow)
         if self._pump is not None:
             await cancel_and_wait(self._pump)
+        for task in list(self._closing):
+            await cancel_and_wait(task)
         for fanout in self.fanouts.values():
             await fanout.close()
         if self.feed is not None:
             await self.feed.close()
+
+
+def _log_failure(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("%s failed", task.get_name(), exc_info=task.exception())

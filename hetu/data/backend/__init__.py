@@ -155,6 +155,11 @@ class Backend:
             return 0
         return self.monitor.health[client].epoch
 
+    def suspect_replica(self, client: BackendClient, reason: str) -> bool:
+        """Stop reading from replica ``client`` until its next probe finds it usable (its
+        listeners hear of it); False if ``client`` is not a probed replica."""
+        return self.monitor is not None and self.monitor.suspect(client, reason)
+
     def watch_replicas(self, listener: Listener) -> None:
         """Call ``listener(client, state)`` when a replica changes state."""
         if self.monitor is not None:

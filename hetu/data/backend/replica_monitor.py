@@ -111,6 +111,16 @@ class ReplicaMonitor:
             except Exception:  # a defect: keep probing
                 logger.exception("probing the read replicas failed")
 
+    def suspect(self, client: BackendClient, reason: str) -> bool:
+        """Stop reading from ``client`` at once (its connection broke, say) until a probe
+        finds it usable again; False if it is not a monitored replica."""
+        health = self.health.get(client)
+        if health is None:
+            return False
+        if health.state is not ReplicaState.UNKNOWN:
+            self._move(client, health, health.fault_state(), reason)
+        return True
+
     # -- probing ----------------------------------------------------------------------------
 
     async def probe_round(self) -> None:
