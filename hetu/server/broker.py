@@ -373,6 +373,8 @@ class SubscriptionBroker:
             self._dispatch(ChangeEvent.missed(channel))
         if old is not None:
             self._close_later(old)
+        if not self.backend.is_usable(self.client):  # it failed while the feed was opened
+            self._replica_changed(self.client, None)
 
     def _close_later(self, feed: Any) -> None:
         """Close a feed in the background: its server may be frozen, and no move waits for it."""

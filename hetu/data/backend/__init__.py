@@ -89,7 +89,8 @@ class Backend:
 
     Replicas that can report their replication (Redis) are probed in the background
     (:mod:`.replica_monitor`) and serve reads only while they follow the master; the
-    others (PostgreSQL hot standbys) always count as usable.
+    others (PostgreSQL hot standbys), and all of them with ``replica_probe_interval=0``,
+    always count as usable.
     """
 
     def __init__(
@@ -103,7 +104,8 @@ class Backend:
         self.master = master
         self.servants = list(servants or [])
         self.master_weight = float(master_weight)
-        probed = [s for s in self.servants if s.probes_replication]
+        # an interval of 0 turns probing off: every replica counts as usable, always
+        probed = [s for s in self.servants if s.probes_replication] if replica_probe_interval else []
         self.monitor: ReplicaMonitor | None = None
         if probed:
             self.monitor = ReplicaMonitor(master, probed, self._replicas_changed,
