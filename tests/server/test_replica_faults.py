@@ -22,6 +22,8 @@ from tests.server.conftest import ServerProcess, connect
 from tests.waiting import wait_until
 
 SETTLE_SECONDS = 5.0  # a subscriber matches the master this long after the replica is back
+WINDOW = 2000  # rows a subscription holds; more than any test writes
+MAX_WRITES = 1500
 PROBE_INTERVAL = 0.2
 BIG = 2**31
 
@@ -110,13 +112,13 @@ class View:
 
 
 async def subscribe(client, owner: int) -> View:
-    sub_id, rows = await client.subscribe_range("Board", "owner", owner, owner, 100)
+    sub_id, rows = await client.subscribe_range("Board", "owner", owner, owner, WINDOW)
     return View(client, sub_id, rows)
 
 
 async def master_rows(writer, owner: int) -> dict[int, dict]:
     """The rows the master holds, by a fresh subscription on server B (master only)."""
-    sub_id, rows = await writer.subscribe_range("Board", "owner", owner, owner, 100)
+    sub_id, rows = await writer.subscribe_range("Board", "owner", owner, owner, WINDOW)
     await writer.unsubscribe(sub_id)
     return {row["id"]: row for row in rows}
 
@@ -186,7 +188,7 @@ async def test_a_replica_restarted_during_writes_leaves_no_subscriber_stale(repl
     stop = asyncio.Event()
 
     async def write() -> None:
-        while not stop.is_set():
+        while not stop.is_set() and len(written) < MAX_WRITES:
             written.append(await writer.call("post", owner, len(written), "during restart"))
             if len(written) % 3 == 0:
                 await writer.call("remove", written[-2])
