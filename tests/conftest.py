@@ -42,10 +42,11 @@ def find_server_binary(flavor: str) -> str | None:
 
 
 class RedisServer:
-    """A throw-away Redis-protocol server on a free loopback port."""
+    """A throw-away Redis-protocol server on a free loopback port (or on ``port``, to
+    start one again where a stopped one listened)."""
 
-    def __init__(self, binary: str, *extra: str) -> None:
-        self.port = free_port()
+    def __init__(self, binary: str, *extra: str, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.dir = tempfile.mkdtemp(prefix="hetu-redis-")
         self.proc = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",

@@ -16,13 +16,13 @@ subscription's initial query runs are applied against that query's result.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..common.tasks import cancel_and_wait
 from ..data.backend.base import ChangeEvent
+from ..data.backend.replica_monitor import safe_name
 from .shapes import Change, RangeShape, RowShape, Shape
 
 if TYPE_CHECKING:
@@ -92,10 +92,22 @@ class ChannelFanout:
             del self.range_shapes[shape.key]
 
     def use(self, client: BackendClient) -> None:
-        """Read from ``client`` from now on (the broker's feed moved to it)."""
+        """Read from ``client`` from now on (the broker's feed moved to it).
+
+        A round in progress may be waiting on the old client (a frozen replica): it is
+        stopped and started again on the new one, losing none of its events or joins.
+        """
+        if client is self.client:
+            return
         self.client = client
         for shape in [*self.row_shapes.values(), *self.range_shapes.values()]:
             shape.client = client
+        if self._task is not None and not self._task.done():
+            self._task = asyncio.create_task(self._restart(self._task), name=f"hetu-fanout-{self.channel}")
+
+    async def _restart(self, old: asyncio.Task) -> None:
+        await cancel_and_wait(old)
+        await self._run()
 
     def _kick(self) -> None:
         if self._task is None or self._task.done():
@@ -107,30 +119,40 @@ class ChannelFanout:
         while self._events or self._joins:
             events, self._events = self._events, []
             joins, self._joins = self._joins, []
-            failed = False
-            if events:
-                try:
-                    await self._apply(events)
-                except Exception as exc:
-                    # nothing is dropped: the events are evaluated again (reads are of
-                    # current values, so a shape that already applied them pushes nothing)
-                    logger.warning("refreshing the subscriptions of %s failed (%s: %s); retrying",
-                                   self.channel, type(exc).__name__, exc)
-                    self._events[:0] = events
-                    failed = True
-            if joins:
-                try:
-                    await self._add(joins)
-                except Exception as exc:  # a defect: the joiners get it, the task lives on
-                    logger.exception("adding subscriptions to %s failed", self.channel)
-                    for join in joins:
-                        if not join.future.done():
-                            join.future.set_exception(exc)
+            try:
+                failed = await self._round(events, joins)
+            except asyncio.CancelledError:  # stopped (moved to another client): keep the work
+                self._events[:0] = events
+                self._joins[:0] = [join for join in joins if not join.future.done()]
+                raise
             if failed:
+                self._events[:0] = events
                 self._delay = min(max(self._delay * 2, 0.05), MAX_RETRY_DELAY)
                 await asyncio.sleep(self._delay)
             else:
                 self._delay = 0.0
+
+    async def _round(self, events: list[ChangeEvent], joins: list[Join]) -> bool:
+        """Apply ``events``, then add ``joins``; True if the events must be tried again."""
+        failed = False
+        if events:
+            try:
+                await self._apply(events)
+            except Exception as exc:
+                # nothing is dropped: the events are evaluated again (reads are of
+                # current values, so a shape that already applied them pushes nothing)
+                logger.warning("refreshing the subscriptions of %s failed (%s: %s); retrying",
+                               self.channel, type(exc).__name__, exc)
+                failed = True
+        if joins:
+            try:
+                await self._add(joins)
+            except Exception as exc:  # a defect: the joiners get it, the task lives on
+                logger.exception("adding subscriptions to %s failed", self.channel)
+                for join in joins:
+                    if not join.future.done():
+                        join.future.set_exception(exc)
+        return failed
 
     async def _apply(self, events: list[ChangeEvent]) -> None:
         if any(e.gap for e in events):  # changes may have been missed: read everything again
@@ -234,16 +256,28 @@ class SubscriptionBroker:
 
     Reads for subscriptions go to the server the feed listens to (a read replica when
     configured), so an event never arrives before the data it announces.
+
+    The broker follows the health of the replicas (:mod:`hetu.data.backend.replica_monitor`):
+    when the replica it reads from becomes unusable, the feed and the reads move to the
+    master (or another usable replica); when a replica is usable again, or the one in
+    use resynchronised between two probes, they move to it. Every move announces a gap
+    on every channel, so every subscription is read again in full and none stays stale.
     """
 
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
         self.client = backend.servant
+        self._epoch = backend.replica_epoch(self.client)
         self.feed = None
         self.listeners: dict[str, set] = {}
         self.fanouts: dict[str, ChannelFanout] = {}
         self._pump: asyncio.Task | None = None
         self._lock = asyncio.Lock()
+        self._follow: asyncio.Task | None = None
+        self._replicas_moved = False
+        self._moving_to: BackendClient | None = None  # the client a feed is being opened on
+        self._closing: set[asyncio.Task] = set()  # old feeds being closed
+        backend.watch_replicas(self._replica_changed)
 
     async def fanout(self, table: Table) -> ChannelFanout:
         """The fan-out of ``table``'s channel, listening to its events from now on."""
@@ -295,8 +329,12 @@ class SubscriptionBroker:
                 logger.error("the change feed failed (%s: %s); opening a new one", type(exc).__name__, exc)
                 await self._replace_feed()
                 continue
-            if event is not None:
-                self._dispatch(event)
+            if event is None:
+                continue
+            if event.gap and self.backend.suspect_replica(self.client, "the change feed lost its connection to it"):
+                # it may have restarted empty: the move to another source announces the gap
+                continue
+            self._dispatch(event)
 
     def _dispatch(self, event: ChangeEvent) -> None:
         for listener in list(self.listeners.get(event.channel, ())):
@@ -310,14 +348,18 @@ class SubscriptionBroker:
             try:
                 async with self._lock:
                     # another replica (when there are several) may serve where this one failed
-                    self.client = self.backend.servant
-                    old, self.feed = self.feed, self.client.change_feed()
-                    with contextlib.suppress(Exception):
-                        await old.close()
+                    client = self._moving_to = self.backend.servant
+                    feed = client.change_feed()
+                    try:
+                        for channel in list(self.listeners):
+                            await feed.subscribe(channel)
+                    except BaseException:
+                        self._close_later(feed)
+                        raise
+                    old, self.feed = self.feed, feed
+                    self.client, self._epoch = client, self.backend.replica_epoch(client)
                     for fanout in self.fanouts.values():
-                        fanout.use(self.client)
-                    for channel in list(self.listeners):
-                        await self.feed.subscribe(channel)
+                        fanout.use(client)
                 break
             except asyncio.CancelledError:
                 raise
@@ -325,13 +367,89 @@ class SubscriptionBroker:
                 logger.warning("opening a new change feed failed (%s); retrying in %.1f s", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
+            finally:
+                self._moving_to = None
         for channel in list(self.listeners):
             self._dispatch(ChangeEvent.missed(channel))
+        if old is not None:
+            self._close_later(old)
+        if not self.backend.is_usable(self.client):  # it failed while the feed was opened
+            self._replica_changed(self.client, None)
+
+    def _close_later(self, feed: Any) -> None:
+        """Close a feed in the background: its server may be frozen, and no move waits for it."""
+        task = asyncio.create_task(feed.close(), name="hetu-close-change-feed")
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    # -- replica health -----------------------------------------------------------------------
+
+    def _replica_changed(self, client: BackendClient, state: Any) -> None:
+        """Called by the backend's replica monitor on every change of a replica's state."""
+        self._replicas_moved = True
+        follow = self._follow
+        if follow is None or follow.done():
+            self._follow = asyncio.create_task(self.follow_replicas(), name="hetu-broker-replicas")
+        elif client is self._moving_to and not self.backend.is_usable(client):
+            # the move waits on a replica that just failed (froze, say): start it over
+            self._follow = asyncio.create_task(self._follow_again(follow), name="hetu-broker-replicas")
+        else:
+            return
+        self._follow.add_done_callback(_log_failure)
+
+    async def _follow_again(self, stale: asyncio.Task) -> None:
+        await cancel_and_wait(stale)
+        self._replicas_moved = True
+        await self.follow_replicas()
+
+    def _must_move(self) -> str | None:
+        """Why the feed must move (or be refreshed), or None while it is fine where it is."""
+        backend, current = self.backend, self.client
+        if current is backend.master:
+            return "a read replica serves again" if backend.usable_servants else None
+        if not backend.is_usable(current):
+            return f"read replica {safe_name(current)} failed"
+        if backend.replica_epoch(current) != self._epoch:
+            return f"read replica {safe_name(current)} resynchronised"
+        return None
+
+    async def follow_replicas(self) -> None:
+        """Move the feed and the reads to where the replicas' health says, and refresh
+        every subscription in full after each move."""
+        while self._replicas_moved:
+            self._replicas_moved = False
+            reason = self._must_move()
+            if reason is None:
+                continue
+            async with self._lock:
+                if self.feed is None:  # nothing subscribed yet: just read elsewhere from now on
+                    self.client = self.backend.servant
+                    self._epoch = self.backend.replica_epoch(self.client)
+                    continue
+            pump, self._pump = self._pump, None
+            try:
+                await cancel_and_wait(pump)  # it may be waiting on the old feed
+                await self._replace_feed()
+            finally:  # also when this move is cancelled: the feed in place keeps being read
+                self._pump = asyncio.create_task(self._run(), name="hetu-subscription-broker")
+            where = "the master" if self.client is self.backend.master else f"read replica {safe_name(self.client)}"
+            logger.warning("full refresh of every subscription of this worker (%d tables) because %s; "
+                           "subscriptions read from %s now", len(self.listeners), reason, where)
 
     async def close(self) -> None:
+        self.backend.unwatch_replicas(self._replica_changed)
+        if self._follow is not None:
+            await cancel_and_wait(self._follow)
         if self._pump is not None:
             await cancel_and_wait(self._pump)
+        for task in list(self._closing):
+            await cancel_and_wait(task)
         for fanout in self.fanouts.values():
             await fanout.close()
         if self.feed is not None:
             await self.feed.close()
+
+
+def _log_failure(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("%s failed", task.get_name(), exc_info=task.exception())

@@ -41,6 +41,17 @@ def test_config_builds_master_and_servants():
     assert isinstance(backend.master, RedisBackendClient) and not backend.master.is_servant
     assert [s.is_servant for s in backend.servants] == [True, True]
     assert backend.master_weight == 2.5
+    assert backend.monitor.interval == 0.5 and backend.monitor.max_lag == 1.0  # the defaults
+
+
+def test_replica_probe_keys_come_from_the_config():
+    config = {"type": "Redis", "master": "redis://127.0.0.1:1/0", "servants": ["redis://127.0.0.1:2/0"]}
+    backend = Backend.from_config(dict(config, replica_probe_interval=0.25, replica_max_lag="3"))
+    assert backend.monitor.interval == 0.25 and backend.monitor.max_lag == 3.0
+    assert backend.usable_servants == []  # not probed yet: no reads from it
+    assert Backend.from_config(dict(config, replica_probe_interval=0)).monitor is None
+    with pytest.raises(ValueError, match="replica_max_lag"):
+        Backend.from_config(dict(config, replica_max_lag=0))
 
 
 def test_without_servants_every_read_goes_to_the_master():
@@ -50,12 +61,13 @@ def test_without_servants_every_read_goes_to_the_master():
 
 
 def test_master_weight_splits_transactional_reads():
+    # probing off: the replicas count as usable without a server to ask
     backend = Backend.from_config(
         {"type": "Redis", "master": "redis://127.0.0.1:1/0", "servants": ["redis://127.0.0.1:2/0"],
-         "master_weight": 0.0}
+         "master_weight": 0.0, "replica_probe_interval": 0}
     )
     assert all(backend.master_or_servant() is backend.servants[0] for _ in range(50))
-    backend = Backend(backend.master, backend.servants, master_weight=1.0)
+    backend = Backend(backend.master, backend.servants, master_weight=1.0, replica_probe_interval=0)
     picks = {id(backend.master_or_servant()) for _ in range(200)}
     assert picks == {id(backend.master), id(backend.servants[0])}
 
@@ -64,7 +76,8 @@ async def test_session_reads_from_a_servant_and_commits_on_the_master():
     url = redis_server("redis").url(3)
     master = RedisBackendClient(url)
     servant = RedisBackendClient(url, is_servant=True)
-    backend = Backend(master, [servant], master_weight=0.0)
+    # the "replica" is the master itself, which its probes would reject: probing off
+    backend = Backend(master, [servant], master_weight=0.0, replica_probe_interval=0)
     await backend.open()
     await master.redis.flushdb()
     await create_tables(backend, Item)

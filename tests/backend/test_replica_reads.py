@@ -37,9 +37,10 @@ def master_and_replica():
 
 async def test_a_stale_replica_read_is_caught_and_retried_on_the_master(master_and_replica):
     master, replica = master_and_replica
-    # every transactional read goes to the replica (master_weight 0)
+    # every transactional read goes to the replica (master_weight 0); no probe after the first
+    # one, so the detached replica keeps serving and its stale read reaches the commit
     backend = Backend(RedisBackendClient(master.url()), [RedisBackendClient(replica.url(), is_servant=True)],
-                      master_weight=0.0)
+                      master_weight=0.0, replica_probe_interval=3600.0)
     await backend.open()
     try:
         ref = TableReference(Wallet, INSTANCE, 1)

@@ -33,6 +33,8 @@ def test_the_template_documents_every_key_the_server_reads():
     text = TEMPLATE.read_text()
     for key in ("CERT_CHAIN", "STATIC_DIR", "STATIC_URL"):
         assert f"# {key}:" in text, key  # documented, commented out
+    for key in ("servants", "master_weight", "replica_probe_interval", "replica_max_lag"):
+        assert f"#   {key}:" in text, key  # keys of a Redis backend entry, commented out
     assert config["WEBSOCKET_MAX_SIZE"] == 2**19 and config["ENDPOINT_CALL_IDLE_TIMEOUT"] == 120
 
 

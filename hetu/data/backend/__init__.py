@@ -29,6 +29,7 @@ from .base import (
     WriteSet,
 )
 from .errors import RaceCondition, SchemaMismatch, UniqueViolation
+from .replica_monitor import DEFAULT_MAX_LAG, DEFAULT_PROBE_INTERVAL, Listener, ReplicaMonitor
 from .repo import SessionRepository, UpsertContext
 from .session import Session
 from .table import TableReference
@@ -84,19 +85,39 @@ def create_client(kind: str, url: str, is_servant: bool = False, **options: Any)
 
 
 class Backend:
-    """A master client plus read replicas, with weighted transactional reads."""
+    """A master client plus read replicas, with weighted transactional reads.
+
+    Replicas that can report their replication (Redis) are probed in the background
+    (:mod:`.replica_monitor`) and serve reads only while they follow the master; the
+    others (PostgreSQL hot standbys), and all of them with ``replica_probe_interval=0``,
+    always count as usable.
+    """
 
     def __init__(
         self,
         master: BackendClient,
         servants: list[BackendClient] | None = None,
         master_weight: float = 1.0,
+        replica_probe_interval: float = DEFAULT_PROBE_INTERVAL,
+        replica_max_lag: float = DEFAULT_MAX_LAG,
     ) -> None:
         self.master = master
         self.servants = list(servants or [])
         self.master_weight = float(master_weight)
-        self._read_pool = self.servants + [master]
-        self._read_weights = [1.0] * len(self.servants) + [self.master_weight]
+        # an interval of 0 turns probing off: every replica counts as usable, always
+        probed = [s for s in self.servants if s.probes_replication] if replica_probe_interval else []
+        self.monitor: ReplicaMonitor | None = None
+        if probed:
+            self.monitor = ReplicaMonitor(master, probed, self._replicas_changed,
+                                          replica_probe_interval, replica_max_lag)
+        self._replicas_changed()
+
+    def _replicas_changed(self) -> None:
+        """Rebuild the read pools from the replicas usable now (the read path then
+        picks without looking at health at all)."""
+        self.usable_servants = [s for s in self.servants if self.is_usable(s)]
+        self._read_pool = self.usable_servants + [self.master]
+        self._read_weights = [1.0] * len(self.usable_servants) + [self.master_weight]
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Backend:
@@ -104,7 +125,8 @@ class Backend:
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Backend:
-        """From a ``BACKENDS`` entry: ``type``, ``master``, ``servants``, ``master_weight``."""
+        """From a ``BACKENDS`` entry: ``type``, ``master``, ``servants``, ``master_weight``,
+        ``replica_probe_interval``, ``replica_max_lag``."""
         config = dict(config)
         master_url = config.pop("master", None)
         if not master_url:
@@ -114,29 +136,66 @@ class Backend:
         kind = config.pop("type", None) or backend_type_of_url(master_url)
         servants = config.pop("servants", None) or []
         weight = config.pop("master_weight", 1.0)
+        interval = float(config.pop("replica_probe_interval", DEFAULT_PROBE_INTERVAL))
+        max_lag = float(config.pop("replica_max_lag", DEFAULT_MAX_LAG))
         master = create_client(kind, master_url, **config)
         replicas = [create_client(kind, u, is_servant=True, **config) for u in servants]
-        return cls(master, replicas, weight)
+        return cls(master, replicas, weight, interval, max_lag)
 
     # -- clients ------------------------------------------------------------------
 
+    def is_usable(self, client: BackendClient) -> bool:
+        """Whether ``client`` may serve reads now (the master always may)."""
+        if self.monitor is None or client not in self.monitor.health:
+            return True
+        return self.monitor.health[client].usable
+
+    def replica_epoch(self, client: BackendClient) -> int:
+        """Grows each time ``client`` becomes usable: a reader that began on an older
+        epoch may have missed changes."""
+        if self.monitor is None or client not in self.monitor.health:
+            return 0
+        return self.monitor.health[client].epoch
+
+    def suspect_replica(self, client: BackendClient, reason: str) -> bool:
+        """Stop reading from replica ``client`` until its next probe finds it usable (its
+        listeners hear of it); False if ``client`` is not a probed replica."""
+        return self.monitor is not None and self.monitor.suspect(client, reason)
+
+    def watch_replicas(self, listener: Listener) -> None:
+        """Call ``listener(client, state)`` when a replica changes state."""
+        if self.monitor is not None:
+            self.monitor.watch(listener)
+
+    def unwatch_replicas(self, listener: Listener) -> None:
+        if self.monitor is not None:
+            self.monitor.unwatch(listener)
+
     @property
     def servant(self) -> BackendClient:
-        """A random read replica (the master when there is none): subscription reads."""
-        return random.choice(self.servants) if self.servants else self.master
+        """A random usable read replica (the master when there is none): subscription reads."""
+        usable = self.usable_servants
+        return random.choice(usable) if usable else self.master
 
     def master_or_servant(self) -> BackendClient:
         """A client for transactional reads, weighted by ``master_weight``."""
-        if not self.servants:
+        if not self.usable_servants:
             return self.master
         return random.choices(self._read_pool, weights=self._read_weights)[0]
 
     async def open(self) -> None:
-        for client in self._read_pool:
+        await self.master.open()
+        for client in self.servants:
+            if self.monitor is not None and client in self.monitor.health:
+                continue  # the monitor opens it, and retries while it is down
             await client.open()
+        if self.monitor is not None:
+            await self.monitor.start()
 
     async def close(self) -> None:
-        for client in self._read_pool:
+        if self.monitor is not None:
+            await self.monitor.close()
+        for client in self.servants + [self.master]:
             await client.close()
 
     # -- use --------------------------------------------------------------------

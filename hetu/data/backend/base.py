@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ...common.tasks import cancel_and_wait
+from .replica_health import ReplicationStatus
 from .table import TableReference
 
 
@@ -104,6 +105,16 @@ class BackendClient(abc.ABC):
     """One connection target (a master or a read replica) of a backend."""
 
     is_servant: bool = False
+
+    @property
+    def probes_replication(self) -> bool:
+        """Whether :meth:`replication_status` tells if this read replica follows its
+        master; such a replica serves reads only while its probes say so."""
+        return False
+
+    async def replication_status(self) -> ReplicationStatus:
+        """Where this server stands in replication (one cheap round trip)."""
+        raise NotImplementedError(f"{type(self).__name__} does not report its replication")
 
     @abc.abstractmethod
     async def open(self) -> None:

@@ -15,6 +15,7 @@ from redis.exceptions import NoScriptError, RedisClusterException
 
 from ..base import BackendClient, Bounds, ChangeEvent, ChangeFeed, TableMaintenance, WriteSet
 from ..errors import RaceCondition
+from ..replica_health import ReplicationStatus
 from ..table import TableReference
 from . import keys
 from .cluster import (
@@ -26,6 +27,7 @@ from .cluster import (
 )
 from .keys import RowCodec
 from .pipelined import PipelinedRedis
+from .replication import probe as probe_replication
 
 MIN_SERVER_VERSION = (7, 0)
 
@@ -111,6 +113,8 @@ class RedisBackendClient(BackendClient):
             self._redis = aioredis.Redis(connection_pool=pool)
         self._codecs: dict[type, RowCodec] = {}
         self._opened = False
+        self._plain_url = plain_url
+        self._probe: PipelinedRedis | None = None  # replication probes, off the call path
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -149,6 +153,8 @@ class RedisBackendClient(BackendClient):
         return self._calls or self._redis
 
     async def close(self) -> None:
+        if self._probe is not None:
+            await self._probe.close()
         if self._calls is not None:
             await self._calls.close()
         if self._redis is not None:
@@ -156,6 +162,24 @@ class RedisBackendClient(BackendClient):
             await r.aclose()
             if isinstance(r, aioredis.Redis):
                 await r.connection_pool.disconnect()  # a pool we made is ours to close
+
+    # -- replication ----------------------------------------------------------------------
+
+    @property
+    def probes_replication(self) -> bool:
+        # a cluster servant reads from the replicas redis-py picks per slot; see cluster.py
+        return self.is_servant and not self.is_cluster
+
+    async def replication_status(self) -> ReplicationStatus:
+        if self.is_cluster:
+            raise NotImplementedError("replication probes of a Redis Cluster are not supported")
+        if self._redis is None:
+            raise ConnectionError(f"the Redis backend {self.url} is closed")
+        if self._probe is None:
+            # its own connection: a probe of a frozen server must not hold up calls
+            self._probe = PipelinedRedis(self._plain_url, **{k: v for k, v in self._options.items()
+                                                              if k not in ("max_connections", "pool_timeout")})
+        return await probe_replication(self._probe, with_link=self.is_servant)
 
     # -- reads --------------------------------------------------------------------------
 
