@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -66,6 +67,9 @@ class ChannelFanout:
         self._joins: list[Join] = []
         self._task: asyncio.Task | None = None
         self._delay = 0.0
+        # time.perf_counter() when the oldest event waiting / being applied arrived (push latency)
+        self._waiting_since: float | None = None
+        self.batch_since: float | None = None
         # resolved once the broker delivers the channel's events here
         self.listening: asyncio.Future = asyncio.get_running_loop().create_future()
 
@@ -73,6 +77,8 @@ class ChannelFanout:
 
     def notify(self, event: ChangeEvent) -> None:
         """Called by the broker, in feed order, for every event of the channel."""
+        if not self._events:
+            self._waiting_since = time.perf_counter()
         self._events.append(event)
         self._kick()
 
@@ -109,6 +115,7 @@ class ChannelFanout:
             joins, self._joins = self._joins, []
             failed = False
             if events:
+                self.batch_since = self._waiting_since
                 try:
                     await self._apply(events)
                 except Exception as exc:
@@ -117,8 +124,10 @@ class ChannelFanout:
                     logger.warning("refreshing the subscriptions of %s failed (%s: %s); retrying",
                                    self.channel, type(exc).__name__, exc)
                     self._events[:0] = events
+                    self._waiting_since = self.batch_since
                     failed = True
             if joins:
+                self.batch_since = None  # what joining pushes to others was not caused by an event
                 try:
                     await self._add(joins)
                 except Exception as exc:  # a defect: the joiners get it, the task lives on
@@ -244,6 +253,8 @@ class SubscriptionBroker:
         self.fanouts: dict[str, ChannelFanout] = {}
         self._pump: asyncio.Task | None = None
         self._lock = asyncio.Lock()
+        self.gaps = 0  # gap events received (metrics)
+        self._replaced_reconnects = 0  # reconnects of the feeds replaced so far, and the replacements
 
     async def fanout(self, table: Table) -> ChannelFanout:
         """The fan-out of ``table``'s channel, listening to its events from now on."""
@@ -298,7 +309,14 @@ class SubscriptionBroker:
             if event is not None:
                 self._dispatch(event)
 
+    @property
+    def feed_reconnects(self) -> int:
+        """How often the change feed lost its connection and was connected again (metrics)."""
+        return self._replaced_reconnects + (self.feed.reconnects if self.feed is not None else 0)
+
     def _dispatch(self, event: ChangeEvent) -> None:
+        if event.gap:
+            self.gaps += 1
         for listener in list(self.listeners.get(event.channel, ())):
             listener.notify(event)
 
@@ -312,6 +330,7 @@ class SubscriptionBroker:
                     # another replica (when there are several) may serve where this one failed
                     self.client = self.backend.servant
                     old, self.feed = self.feed, self.client.change_feed()
+                    self._replaced_reconnects += old.reconnects + 1
                     with contextlib.suppress(Exception):
                         await old.close()
                     for fanout in self.fanouts.values():
