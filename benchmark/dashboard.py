@@ -9,7 +9,9 @@ panel's query, and draws the panels where the dashboard puts them::
 Needs matplotlib (``pip install matplotlib``; not a dependency of hetu). It understands the
 few PromQL forms the dashboard uses, no more: a selector ``name{label="v",label!="v"}``,
 ``rate(selector[window])``, ``sum(...)`` and ``sum by (labels) (...)``, and
-``histogram_quantile(q, ...)``; ``$__rate_interval`` is :data:`RATE_WINDOW` seconds.
+``histogram_quantile(q, ...)``; ``$__rate_interval`` is :data:`RATE_WINDOW` seconds (what
+Grafana makes of it for a 1 s scrape interval). A panel with a logarithmic axis in the
+JSON gets one here too.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DASHBOARD = ROOT / "docs" / "grafana" / "hetu-dashboard.json"
-RATE_WINDOW = 10.0
+RATE_WINDOW = 4.0
 COLORS = ["#73bf69", "#f2cc0c", "#5794f2", "#ff9830", "#f2495c", "#b877d9", "#8ab8ff", "#ffb357", "#96d98d",
           "#ca95e5", "#ff7383", "#fade2a"]
 
@@ -210,7 +212,16 @@ def draw(scrapes: Scrapes, dashboard: dict, out: Path, title: str) -> None:
         ax.grid(color="#2c3235", linewidth=0.6)
         for spine in ax.spines.values():
             spine.set_color("#2c3235")
-        ax.set_ylim(bottom=0)
+        ax.set_xlim(0, minutes[-1])  # one time range for every panel, as in Grafana
+        custom = panel["fieldConfig"]["defaults"].get("custom", {})
+        if custom.get("scaleDistribution", {}).get("type") == "log":
+            ax.set_yscale("log")
+            low, high = ax.get_ylim()  # whole decades, so that every panel has labelled ticks
+            ax.set_ylim(10 ** math.floor(math.log10(low)), 10 ** math.ceil(math.log10(high)))
+            ax.yaxis.set_major_formatter(FuncFormatter(_format_unit(panel["fieldConfig"]["defaults"]["unit"])))
+            ax.yaxis.set_minor_formatter(FuncFormatter(lambda *_: ""))
+        else:
+            ax.set_ylim(bottom=0)
         if color:
             ax.legend(loc="upper left", fontsize=7, facecolor="#181b1f", edgecolor="#2c3235", labelcolor="#c7d0d9",
                       ncol=min(4, max(1, color // 4 + 1)))

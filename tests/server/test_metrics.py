@@ -316,6 +316,13 @@ def test_public_metrics_without_a_token_are_refused(tmp_path):
     assert "set METRICS_TOKEN" in result.output
 
 
+def test_hetu_start_flags_turn_metrics_on(tmp_path):
+    result = CliRunner().invoke(start, ["--namespace=pytest_srv", "--instance=test", "--metrics-listen=public"],
+                                env={"HETU_METRICS_TOKEN": ""})
+    assert result.exit_code != 0
+    assert "set METRICS_TOKEN" in result.output
+
+
 @pytest.mark.parametrize("config, message", [
     ({"METRICS": True, "METRICS_LISTEN": "public"}, "set METRICS_TOKEN"),
     ({"METRICS": True, "METRICS_LISTEN": "9466"}, "neither HOST:PORT"),
