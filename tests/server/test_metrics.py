@@ -250,10 +250,16 @@ async def test_a_killed_worker_is_counted_and_its_calls_stay(tmp_path):
 
 
 async def test_readyz_follows_the_backend(tmp_path, restartable_redis):
-    srv = ServerProcess(tmp_path, restartable_redis.url())
+    """/readyz says not ready while Redis is away and ready once it is back; the metrics
+    count the failed reads and the change feed's reconnect and gap."""
+    srv = metrics_server(tmp_path, restartable_redis.url())
     ready = f"http://127.0.0.1:{srv.port}/readyz"
+    client = None
     try:
         assert http_get(ready)[0] == 200
+        client = await connect(srv)
+        await client.call("post", 1, 1, "x")
+        await client.subscribe_range("Board", "score", 0, 10, 10)  # the worker's change feed listens
         restartable_redis.stop()
         await wait_until(lambda: http_get(ready)[0] == 503, 10, "/readyz to say not ready")
         status, body = http_get(ready)
@@ -261,7 +267,14 @@ async def test_readyz_follows_the_backend(tmp_path, restartable_redis):
         assert http_get(f"http://127.0.0.1:{srv.port}/healthz")[0] == 200  # alive all the same
         restartable_redis.start()
         await wait_until(lambda: http_get(ready)[0] == 200, 20, "/readyz to say ready again")
+        await wait_until(lambda: sample(scrape(srv.metrics_url), "hetu_change_feed_gaps_total") >= 1, 10,
+                         "the change feed's gap to be counted")
+        samples = scrape(srv.metrics_url)
+        assert sample(samples, "hetu_change_feed_reconnects_total") >= 1
+        assert sample(samples, "hetu_backend_errors_total", backend="default", op="get") >= 1
     finally:
+        if client is not None:
+            await client.close()
         srv.stop()
 
 
