@@ -17,6 +17,7 @@ from .load import BASELINES, FLOORS, WORKLOADS, LoadSpec, run_load, seed_rows
 from .memory import run_memory
 from .push import PATTERNS, run_push
 from .redisstats import RedisProbe
+from .scrape import Scraper
 from .servers import Stack
 
 CONNECTIONS_PER_PROCESS = 8  # see docs/benchmarks.md: where one client process stops keeping up
@@ -117,6 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="start the server from the hetu package of another checkout DIR (e.g. an older "
                              "version), with this checkout's client and workloads (default: this checkout)")
     common.add_argument("--json", metavar="FILE", help="also write the results to FILE as JSON")
+    common.add_argument("--metrics", action="store_true",
+                        help="turn the started server's Prometheus metrics on (METRICS, on a loopback port of "
+                             "its own); compare runs with and without it for their cost")
+    common.add_argument("--scrape", metavar="FILE",
+                        help="scrape the server's /metrics every second into FILE (JSON lines) for "
+                             "benchmark/dashboard.py; implies --metrics (with --url: pass --metrics-url)")
+    common.add_argument("--metrics-url", help="the /metrics URL of the server at --url, for --scrape")
 
     load = argparse.ArgumentParser(add_help=False)
     load.add_argument("--connections", type=_int_list, default=[1, 16],
@@ -172,10 +180,23 @@ def main(argv: list[str] | None = None) -> None:
     print(report.machine_line(results["machine"]), end="\n\n")
     with Stack(args.url, args.redis_url, echo=command_run in commands, workers=args.workers,
                auth_key=args.auth_key, redis_max_connections=args.redis_max_connections,
-               server_root=args.server_root) as stack:
-        for command in commands:
-            results |= command(args, stack)
-            print()
+               server_root=args.server_root, metrics=args.metrics or bool(args.scrape)) as stack:
+        if args.metrics or args.scrape:
+            print(f"metrics: {args.metrics_url or stack.metrics_url}")
+        scraper = None
+        if args.scrape:
+            url = args.metrics_url or stack.metrics_url
+            if url is None:
+                sys.exit("--scrape: pass --metrics-url (the /metrics of the server at --url)")
+            scraper = Scraper(url, args.scrape).start()
+        try:
+            for command in commands:
+                results |= command(args, stack)
+                print()
+        finally:
+            if scraper is not None:
+                scraper.stop()
+                print(f"{scraper.scrapes} scrapes written to {args.scrape}")
     if args.json:
         report.write_json(args.json, results)
 

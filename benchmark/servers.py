@@ -100,10 +100,12 @@ class RedisProcess:
 
 
 def hetu_config(redis_url: str, port: int, workers: int, auth_key: str | None,
-                redis_max_connections: int | None = None) -> dict:
+                redis_max_connections: int | None = None, metrics_port: int | None = None) -> dict:
     if redis_max_connections:  # redis-py reads pool options from the URL's query
         redis_url += f"?max_connections={redis_max_connections}"
+    metrics = {"METRICS": True, "METRICS_LISTEN": f"127.0.0.1:{metrics_port}"} if metrics_port else {}
     return {
+        **metrics,
         "APP_FILE": str(APP_FILE),
         "NAMESPACE": "bench",
         "INSTANCES": [INSTANCE],
@@ -128,10 +130,14 @@ class HetuProcess:
     """``python -m hetu start --config=...`` serving benchmark/app.py."""
 
     def __init__(self, workdir: Path, redis_url: str, workers: int = 1, auth_key: str | None = None,
-                 redis_max_connections: int | None = None, source_root: Path | None = None) -> None:
+                 redis_max_connections: int | None = None, source_root: Path | None = None,
+                 metrics: bool = False) -> None:
         self.port = free_port()
         self.url = f"ws://127.0.0.1:{self.port}/hetu/{INSTANCE}"
-        config = hetu_config(redis_url, self.port, workers, auth_key, redis_max_connections)
+        metrics_port = free_port() if metrics else None
+        # the server's /metrics (its own loopback listener), when asked for
+        self.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics" if metrics else None
+        config = hetu_config(redis_url, self.port, workers, auth_key, redis_max_connections, metrics_port)
         config_path = workdir / "hetu.yml"
         config_path.write_text(yaml.safe_dump(config))
         self.log_path = workdir / "hetu.log"
@@ -181,8 +187,10 @@ class Stack:
 
     def __init__(self, url: str | None = None, redis_url: str | None = None, echo: bool = True,
                  workers: int = 1, auth_key: str | None = None, redis_max_connections: int | None = None,
-                 server_root: Path | None = None) -> None:
+                 server_root: Path | None = None, metrics: bool = False) -> None:
         self.hetu_url = url
+        self.metrics = metrics
+        self.metrics_url: str | None = None
         self.server_root = server_root
         self.redis_max_connections = redis_max_connections
         self.redis_url = redis_url
@@ -209,8 +217,8 @@ class Stack:
                     self.server_redis_url = redis.url
             if self.hetu_url is None:
                 hetu = self._start(HetuProcess(self.workdir, self.redis_url, self.workers, self.auth_key,
-                                               self.redis_max_connections, self.server_root))
-                self.hetu_url, self.server_pid = hetu.url, hetu.pid
+                                               self.redis_max_connections, self.server_root, self.metrics))
+                self.hetu_url, self.server_pid, self.metrics_url = hetu.url, hetu.pid, hetu.metrics_url
             if self.want_echo:
                 echo = self._start(EchoProcess(self.redis_url))
                 self.echo_url, self.echo_pid = echo.url, echo.proc.pid

@@ -12,7 +12,17 @@ from .options import DEFAULT_PORT, app_config, app_options
 
 
 def serve(config: dict) -> None:
-    """Run Sanic with ``config`` until stopped: one process for one worker, else a manager and its workers."""
+    """Serve ``config`` until stopped (one process for one worker, else a manager and its
+    workers), with its metrics directory and listener when ``METRICS`` is on
+    (hetu/server/metrics/process.py)."""
+    from ..server.metrics.process import serving_metrics
+
+    with serving_metrics(config):
+        _serve(config)
+
+
+def _serve(config: dict) -> None:
+    """Run Sanic with ``config`` until stopped."""
     from sanic import Sanic
     from sanic.worker.loader import AppLoader
 
@@ -54,18 +64,33 @@ def serve(config: dict) -> None:
 @click.option("--cert", default=None, help="TLS certificate directory, or 'auto' for a self-signed one.")
 @click.option("--static-dir", default=None,
               help="A directory of files to serve at /web/ (index.html for the directory), e.g. a web client.")
-def start(config_path, app_file, namespace, instance, db, port, workers, debug, authkey, cert, static_dir) -> None:
+@click.option("--metrics", is_flag=True,
+              help="Serve Prometheus metrics at /metrics on 127.0.0.1:9466 (see docs/operations.md).")
+@click.option("--metrics-listen", default=None, metavar="HOST:PORT|public",
+              help="Where --metrics serves: a listener of its own (default 127.0.0.1:9466), or 'public': "
+                   "the game port, which needs --metrics-token.")
+@click.option("--metrics-token", default=None, envvar="HETU_METRICS_TOKEN", show_envvar=True,
+              help="Bearer token a scrape must send (prefer the environment variable to the flag).")
+def start(config_path, app_file, namespace, instance, db, port, workers, debug, authkey, cert, static_dir,
+          metrics, metrics_listen, metrics_token) -> None:
     """Serve an app over websocket: `hetu start --app-file=./src/app.py --namespace=Chat
     --instance=dev --db=sqlite:///./chat.db`, or `hetu start --config=./config.yml`."""
     config = app_config(config_path, app_file, namespace, instance, db, port=port, workers=workers, debug=debug,
                         authkey=authkey, cert=cert, static_dir=static_dir)
+    if not config_path and (metrics or metrics_listen):
+        config.update(METRICS=True, METRICS_LISTEN=metrics_listen, METRICS_TOKEN=metrics_token)
+    from ..server.metrics.settings import MetricsConfigError, metrics_settings
     from ..server.web import StaticConfigError, static_settings
 
     try:  # before any worker starts: each would fail the same way
         static_settings(config)
-    except StaticConfigError as exc:
+        metrics_settings(config)
+    except (StaticConfigError, MetricsConfigError) as exc:
         raise click.ClickException(str(exc)) from None
     app_file = config.get("APP_FILE")
     if app_file and not os.path.isfile(app_file):
         raise click.ClickException(f"the app file {app_file} does not exist (check --app-file / APP_FILE)")
-    serve(config)
+    try:
+        serve(config)
+    except MetricsConfigError as exc:  # the metrics port is taken
+        raise click.ClickException(str(exc)) from None

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -66,6 +67,9 @@ class ChannelFanout:
         self._joins: list[Join] = []
         self._task: asyncio.Task | None = None
         self._delay = 0.0
+        # time.perf_counter() when the oldest event waiting / being applied arrived (push latency)
+        self._waiting_since: float | None = None
+        self.batch_since: float | None = None
         # resolved once the broker delivers the channel's events here
         self.listening: asyncio.Future = asyncio.get_running_loop().create_future()
 
@@ -73,6 +77,8 @@ class ChannelFanout:
 
     def notify(self, event: ChangeEvent) -> None:
         """Called by the broker, in feed order, for every event of the channel."""
+        if not self._events:
+            self._waiting_since = time.perf_counter()
         self._events.append(event)
         self._kick()
 
@@ -136,6 +142,7 @@ class ChannelFanout:
         """Apply ``events``, then add ``joins``; True if the events must be tried again."""
         failed = False
         if events:
+            self.batch_since = self._waiting_since
             try:
                 await self._apply(events)
             except Exception as exc:
@@ -143,8 +150,10 @@ class ChannelFanout:
                 # current values, so a shape that already applied them pushes nothing)
                 logger.warning("refreshing the subscriptions of %s failed (%s: %s); retrying",
                                self.channel, type(exc).__name__, exc)
+                self._waiting_since = self.batch_since
                 failed = True
         if joins:
+            self.batch_since = None  # what joining pushes to others was not caused by an event
             try:
                 await self._add(joins)
             except Exception as exc:  # a defect: the joiners get it, the task lives on
@@ -278,6 +287,8 @@ class SubscriptionBroker:
         self._moving_to: BackendClient | None = None  # the client a feed is being opened on
         self._closing: set[asyncio.Task] = set()  # old feeds being closed
         backend.watch_replicas(self._replica_changed)
+        self.gaps = 0  # gap events received (metrics)
+        self._replaced_reconnects = 0  # reconnects of the feeds replaced so far, and the replacements
 
     async def fanout(self, table: Table) -> ChannelFanout:
         """The fan-out of ``table``'s channel, listening to its events from now on."""
@@ -336,7 +347,14 @@ class SubscriptionBroker:
                 continue
             self._dispatch(event)
 
+    @property
+    def feed_reconnects(self) -> int:
+        """How often the change feed lost its connection and was connected again (metrics)."""
+        return self._replaced_reconnects + (self.feed.reconnects if self.feed is not None else 0)
+
     def _dispatch(self, event: ChangeEvent) -> None:
+        if event.gap:
+            self.gaps += 1
         for listener in list(self.listeners.get(event.channel, ())):
             listener.notify(event)
 
@@ -357,6 +375,8 @@ class SubscriptionBroker:
                         self._close_later(feed)
                         raise
                     old, self.feed = self.feed, feed
+                    if old is not None:
+                        self._replaced_reconnects += old.reconnects + 1
                     self.client, self._epoch = client, self.backend.replica_epoch(client)
                     for fanout in self.fanouts.values():
                         fanout.use(client)

@@ -165,7 +165,7 @@ class ClientConnection:
         self.ctx = ctx = self._new_context()
         ctx.systems = SystemCaller(self.server.namespace, tbl_mgr, ctx)
         # the login watch (_caller_changed) notices takeovers: no Connection read per call
-        self.executor = EndpointExecutor(self.server.namespace, tbl_mgr, ctx, login_watched=True)
+        self.executor = self.server.executor_class(self.server.namespace, tbl_mgr, ctx, login_watched=True)
         try:
             await self.executor.initialize(self.address)
         except Exception as exc:
@@ -355,6 +355,8 @@ class ClientConnection:
         if not isinstance(message, list) or not message or not isinstance(message[0], str):
             raise ProtocolViolation("a message must be a non-empty array starting with a tag")
         if self.recv_flood.hit(self.ctx.client_limits):
+            if self.server.metrics is not None:
+                self.server.metrics.call_dropped(message)
             raise ProtocolViolation("client send limits exceeded")
         tag = message[0]
         if tag == "rpc":
@@ -370,10 +372,14 @@ class ClientConnection:
 
     async def _rpc(self, message: list) -> None:
         if len(message) < 2 or not isinstance(message[1], str):
+            if self.server.metrics is not None:
+                self.server.metrics.call_dropped(message)
             raise ProtocolViolation("rpc needs an endpoint name")
         name, args = message[1], message[2:]
         if self.kicked:
             logger.warning("[Kicked] %s was logged in elsewhere; refusing %.40s", self.ctx, name)
+            if self.server.metrics is not None:
+                self.server.metrics.call_refused(name)
             ok, result = False, None
         else:
             caller = self.ctx.caller

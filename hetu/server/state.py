@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..data.backend import Backend
+from ..endpoint.executor import EndpointExecutor
 from ..manager import ComponentTableManager
 from .broker import SubscriptionBroker
 from .pipeline import MessagePipeline
@@ -14,7 +15,8 @@ from .pipeline import MessagePipeline
 @dataclass
 class ServerState:
     """What one worker process serves: config, message pipeline, backends, table managers,
-    the worker lease, its change-feed brokers and login watchers."""
+    the worker lease, its change-feed brokers and login watchers, and (when metrics are
+    on) its meters."""
     config: dict
     namespace: str
     pipeline: MessagePipeline
@@ -25,6 +27,14 @@ class ServerState:
     tasks: list = field(default_factory=list)
     brokers: dict = field(default_factory=dict)  # id(backend) -> SubscriptionBroker
     login_watchers: dict = field(default_factory=dict)  # instance -> LoginWatcher
+    future_runner: Any = None  # the worker's FutureCallRunner, once started
+    accepting: bool = False  # between Sanic's after_server_start and before_server_stop
+    readiness: Any = None  # health.Readiness, made by the first /readyz
+    # metrics (metrics/): None when off, so the hot path pays one `is None` check
+    metrics: Any = None  # metrics.meters.WorkerMeters
+    metrics_exporter: Any = None  # metrics.export.MetricsExporter, in the worker once started
+    # what a connection executes its calls with (metrics: a metered executor)
+    executor_class: Any = EndpointExecutor
 
     def broker(self, backend: Backend) -> SubscriptionBroker:
         """The worker's one :class:`SubscriptionBroker` (change feed) of ``backend``."""

@@ -62,6 +62,7 @@ class ConnectionSubscriptions:
         self._deferred: list[tuple[Subscriber | None, list[Change] | None]] = []
         self._drain: asyncio.Task | None = None
         self._closed = False
+        self.metrics = conn.server.metrics  # WorkerMeters, or None: metrics are off
 
     # -- pushes --------------------------------------------------------------------------------
 
@@ -92,6 +93,8 @@ class ConnectionSubscriptions:
             if frame is None:
                 frame = frames[sub.packed_id] = updt_frame(sub.packed_id, [(c.key, c.payload) for c in changes])
             self.conn.push_nowait(frame)
+            if self.metrics is not None:
+                self.metrics.pushed(sub.fanout.batch_since)
             return
         ctx, comp, shown = self.conn.reader_ctx(), sub.shape.comp, sub.shown
         items = []
@@ -104,6 +107,8 @@ class ConnectionSubscriptions:
                 items.append((change.key, NIL))
         if items:
             self.conn.push_nowait(updt_frame(sub.packed_id, items))
+            if self.metrics is not None:
+                self.metrics.pushed(sub.fanout.batch_since)
 
     def revalidate(self) -> None:
         """The connection's identity changed (logout, login taken over): re-check every

@@ -13,8 +13,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from sanic.worker.process import ProcessState
+
+from .metrics.settings import metrics_settings
 
 logger = logging.getLogger("HeTu.root")
 
@@ -29,8 +32,9 @@ class WorkerWatchdog:
     """Restarts the server workers that failed, with a growing pause for one that keeps
     dying; :func:`watch_workers` runs it in a thread of the main process."""
 
-    def __init__(self, manager) -> None:
+    def __init__(self, manager, on_death: Callable[[int], None] | None = None) -> None:
         self.manager = manager
+        self.on_death = on_death  # called with the pid of each worker found dead (metrics)
         self.stopping = threading.Event()
         self._backoff: dict[str, float] = {}
         self._restarted_at: dict[str, float] = {}
@@ -53,6 +57,8 @@ class WorkerWatchdog:
             self._backoff[name] = delay
             self._pending[name] = now + delay
             exit_code = process.exitcode
+            if self.on_death is not None:
+                self.on_death(process.pid)
             logger.error("worker process %s (pid %s) died (exit code %s); restarting it%s", name,
                          process.pid, exit_code, f" in {delay:.0f} s" if delay else "")
         for name, when in list(self._pending.items()):
@@ -76,7 +82,10 @@ def watch_workers(app) -> None:
         manager = app.manager
     except Exception:  # single process: nothing to watch
         return
-    watchdog = WorkerWatchdog(manager)
+    on_death = None
+    if metrics_settings(app.ctx.hetu.config) is not None:
+        from .metrics.export import worker_died as on_death
+    watchdog = WorkerWatchdog(manager, on_death)
     app.ctx.hetu_watchdog = watchdog
     threading.Thread(target=watchdog.run, name="hetu-worker-watchdog", daemon=True).start()
 

@@ -1,4 +1,5 @@
-"""The Sanic application: health route, websocket route, static files and the worker lifecycle.
+"""The Sanic application: health routes, websocket route, static files, metrics and the
+worker lifecycle.
 
 :func:`create_app` is the app factory every worker process runs: it loads the app
 file, builds clusters and endpoints, and registers listeners that open the backends,
@@ -8,6 +9,7 @@ create/check the tables, lease a worker id and start the background tasks.
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib.util
 import logging
 import logging.config
@@ -27,11 +29,14 @@ from ..common.tasks import cancel_and_wait
 from ..data.backend import Backend, SchemaMismatch
 from ..data.backend.worker_keeper import LEASE_SECONDS, WorkerKeeper, WorkerLease
 from ..endpoint import connection as connection_module
+from ..endpoint.definer import EndpointDefines
 from ..manager import ComponentTableManager
 from ..system.caller import SystemCaller
 from ..system.definer import SystemClusters
 from ..system.future import FutureCallRunner, internal_context
 from .connection import ClientConnection
+from .health import add_health_routes
+from .metrics.settings import MetricsSettings, metrics_settings
 from .pipeline import MessagePipeline
 from .state import ServerState
 from .watchdog import stop_watching, watch_workers
@@ -179,18 +184,52 @@ def create_app(config: dict) -> Sanic:
         return response.text(f"Powered by HeTu(v{hetu.__version__}) Database! ")
 
     async def websocket(request, ws, instance: str):
-        await ClientConnection(request.app.ctx.hetu, ws, request, instance).serve()
+        state: ServerState = request.app.ctx.hetu
+        meters = state.metrics
+        if meters is None:
+            await ClientConnection(state, ws, request, instance).serve()
+            return
+        meters.connections += 1
+        try:
+            await ClientConnection(state, ws, request, instance).serve()
+        finally:
+            meters.connections -= 1
 
     app.add_route(health, "/", name="health")
+    add_health_routes(app)
     app.add_websocket_route(websocket, "/hetu/<instance>", name="hetu")
     if static is not None:
         add_static_routes(app, *static)
+    metrics = metrics_settings(config)
+    if metrics is not None:
+        enable_metrics(app, metrics)
     app.register_listener(worker_start, "before_server_start")
     app.register_listener(worker_ready, "after_server_start")
+    app.register_listener(worker_stopping, "before_server_stop")
     app.register_listener(worker_stop, "after_server_stop")
     app.register_listener(watch_workers, "main_process_ready")
     app.register_listener(stop_watching, "main_process_stop")
     return app
+
+
+def enable_metrics(app: Sanic, settings: MetricsSettings) -> None:
+    """Count in this worker (metered executor and pipeline, see :mod:`.metrics`) and,
+    with ``METRICS_LISTEN: public``, serve the scrape path on the game listener."""
+    from .metrics.hooks import MeteredExecutor, MeteredPipeline
+    from .metrics.meters import WorkerMeters
+    from .metrics.process import metrics_directory
+
+    if metrics_directory() is None:
+        raise RuntimeError("METRICS needs the metrics directory `hetu start` sets up "
+                           "(PROMETHEUS_MULTIPROC_DIR): start the server with `hetu start`")
+    state: ServerState = app.ctx.hetu
+    meters = state.metrics = WorkerMeters(EndpointDefines().get_endpoints(state.namespace))
+    state.pipeline = MeteredPipeline(state.pipeline, meters)
+    state.executor_class = functools.partial(MeteredExecutor, meters=meters)
+    if settings.public:
+        from .metrics.scrape import add_public_route
+
+        add_public_route(app, settings, metrics_directory)
 
 
 async def start_backends(state: ServerState) -> None:
@@ -200,6 +239,10 @@ async def start_backends(state: ServerState) -> None:
         raise ValueError("no BACKENDS configured")
     for name, cfg in backends_cfg.items():
         backend = Backend.from_config(cfg)
+        if state.metrics is not None:
+            from .metrics.hooks import meter_backend
+
+            meter_backend(state.metrics, name, backend)
         await backend.open()
         state.backends[name] = backend
         state.backends.setdefault("default", backend)
@@ -255,8 +298,13 @@ async def worker_start(app: Sanic) -> None:
         logger.exception("worker failed to start")
         app.stop()
         raise
-    runner = FutureCallRunner(state.namespace, list(state.table_managers.values()))
+    runner = state.future_runner = FutureCallRunner(state.namespace, list(state.table_managers.values()))
     state.tasks.append(asyncio.create_task(runner.run_forever(), name="hetu-future-calls"))
+    if state.metrics is not None:
+        from .metrics.export import MetricsExporter
+
+        exporter = state.metrics_exporter = MetricsExporter(state)
+        state.tasks.append(asyncio.create_task(exporter.run_forever(), name="hetu-metrics"))
     logger.info(
         "serving namespace %s, instances %s", state.namespace, ", ".join(state.table_managers)
     )
@@ -266,7 +314,13 @@ async def worker_ready(app: Sanic) -> None:
     """Sanic ``after_server_start``: log that this worker accepts connections."""
     state: ServerState = app.ctx.hetu
     worker_id = state.worker_keeper.worker_id if state.worker_keeper else None
+    state.accepting = True
     logger.info("worker id %s accepting connections", worker_id)
+
+
+async def worker_stopping(app: Sanic) -> None:
+    """Sanic ``before_server_stop``: /readyz says not ready from now on."""
+    app.ctx.hetu.accepting = False
 
 
 async def worker_stop(app: Sanic) -> None:
@@ -286,3 +340,5 @@ async def worker_stop(app: Sanic) -> None:
         if id(backend) not in closed:
             closed.add(id(backend))
             await backend.close()
+    if state.metrics_exporter is not None:
+        state.metrics_exporter.close()

@@ -21,6 +21,7 @@ import logging
 import random
 import time
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -216,6 +217,14 @@ def internal_context() -> SystemContext:
     )
 
 
+@dataclass
+class FutureCallStats:
+    """What a :class:`FutureCallRunner` did since it started (for the metrics)."""
+    due: int = 0  # calls it took to run
+    ran: int = 0  # ... that ran without error
+    failed: int = 0  # ... that failed (raised, or named no system)
+
+
 class FutureCallRunner:
     """Runs the due future calls of one or more instances (one per worker)."""
 
@@ -228,14 +237,24 @@ class FutureCallRunner:
             ctx.systems = caller
             self.targets += [(table, caller) for table in future_tables(tbl_mgr)]
         self.tbl_mgrs = tbl_mgrs
+        self.stats = FutureCallStats()
 
     async def tick(self) -> int:
         """Run every call that is due now; returns how many ran."""
         ran = 0
         for table, caller in self.targets:
             while (call := await pop_upcoming_call(table)) is not None:
-                ran += await exec_future_call(call, caller, table)
+                ran += await self._run_call(call, caller, table)
         return ran
+
+    async def _run_call(self, call: np.record, caller: SystemCaller, table) -> bool:
+        self.stats.due += 1
+        ok = await exec_future_call(call, caller, table)
+        if ok:
+            self.stats.ran += 1
+        else:
+            self.stats.failed += 1
+        return ok
 
     async def run_forever(self, jitter: bool = True) -> None:
         """Pop and run due calls until cancelled (``jitter`` spreads worker starts)."""
@@ -270,7 +289,7 @@ class FutureCallRunner:
         await asyncio.sleep(max(0.0, due - time.time()))
         call = await pop_upcoming_call(table)
         if call is not None:
-            await exec_future_call(call, caller, table)
+            await self._run_call(call, caller, table)
 
 
 __all__ = [

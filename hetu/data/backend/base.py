@@ -196,6 +196,7 @@ class ChangeFeed(abc.ABC):
         self._queue: asyncio.Queue[ChangeEvent] = asyncio.Queue()
         self._task: asyncio.Task | None = None
         self._closed = False
+        self.reconnects = 0  # connections lost and opened again by the feed itself (metrics)
 
     @abc.abstractmethod
     async def subscribe(self, channel: str) -> None:

@@ -62,6 +62,8 @@ class RedisChangeFeed(ChangeFeed):
                 # published meanwhile is lost, which the re-subscriptions announce below
                 if cancel_requested():
                     raise asyncio.CancelledError from None
+                if delay == 0.0:  # the first failed read since the feed last worked
+                    self.reconnects += 1
                 delay = min(max(delay * 2, 0.05), RECONNECT_MAX_SECONDS)
                 logger.warning("change feed connection lost (%s); reconnecting in %.2f s", exc, delay)
                 reconnected = True
