@@ -1,8 +1,7 @@
 """A small Redis client for the call path: one connection, commands auto-pipelined.
 
-A command sent while the connection is idle (nothing unanswered) is written at once;
-every command issued while others are under way leaves with the rest of its loop turn's
-in a single write. Replies are parsed by hiredis straight from the socket's data callbacks, so a worker
+Every command issued during one turn of the event loop leaves in a single write, and
+replies are parsed by hiredis straight from the socket's data callbacks, so a worker
 serving many concurrent calls pays one system call for many commands and no connection
 pool, lock or timer per command. The backend client sends its rows, ranges, unique
 checks and commits through it; schema maintenance and change events keep using
@@ -61,9 +60,8 @@ def _as_error(reply: _ReplyError) -> ResponseError:
 
 
 class _RedisProtocol(asyncio.Protocol):
-    """One connection: writes a command at once when the connection is idle, else
-    queues it and writes every queued command once per loop turn; answers the waiting
-    futures in order as replies arrive."""
+    """One connection: queues packed commands, writes them once per loop turn, and
+    answers the waiting futures in order as replies arrive."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -114,34 +112,14 @@ class _RedisProtocol(asyncio.Protocol):
         return len(self._waiting)
 
     def send(self, packed: bytes) -> asyncio.Future:
-        """Send one packed command; the future gets its reply."""
+        """Queue one packed command; the future gets its reply."""
         future = self.loop.create_future()
-        if not self._waiting and not self._flush_scheduled and self.lost is None:
-            # an idle connection: no other command to share a write with, so write
-            # now instead of a loop turn later (what a lone caller waits for)
-            self._waiting.append(future)
-            self.transport.write(packed)
-            return future
         self._waiting.append(future)
         self._unsent.append(packed)
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self.loop.call_soon(self._flush)
         return future
-
-    def send_many(self, packed: list[bytes]) -> list[asyncio.Future]:
-        """Send several packed commands in one write; their futures, in order."""
-        futures = [self.loop.create_future() for _ in packed]
-        if not self._waiting and not self._flush_scheduled and self.lost is None:
-            self._waiting.extend(futures)
-            self.transport.write(b"".join(packed))
-            return futures
-        self._waiting.extend(futures)
-        self._unsent.extend(packed)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self.loop.call_soon(self._flush)
-        return futures
 
     def _flush(self) -> None:
         self._flush_scheduled = False
@@ -310,7 +288,7 @@ class PipelinedRedis:
         packed = [hiredis.pack_command(command) for command in commands]
         for attempt in (1, 2):
             protocol = self._ready_protocol() or await self._connect()
-            futures = protocol.send_many(packed)
+            futures = [protocol.send(p) for p in packed]
             replies = await asyncio.gather(*futures, return_exceptions=True)
             lost = next((r for r in replies if isinstance(r, RedisConnectionError)), None)
             if lost is not None and retry and attempt == 1 and not self._closed:
