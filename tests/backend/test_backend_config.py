@@ -101,3 +101,17 @@ async def test_session_reads_from_a_servant_and_commits_on_the_master():
             await servant.commit([])
     finally:
         await backend.close()
+
+
+def test_subscriptions_read_only_from_health_probed_replicas():
+    """A servant whose replication cannot be probed (a PostgreSQL standby here; a Redis
+    Cluster's replicas likewise) serves transactional reads, where a stale read fails
+    its commit's version check, but not subscriptions: a lag nothing watches would leave
+    subscribers stale. With probing turned off, the operator vouches for every replica."""
+    config = {"master": "postgresql://m/db", "servants": ["postgresql://r/db"], "master_weight": 0.0}
+    probed = Backend.from_config(config)
+    assert not probed.servants[0].probes_replication
+    assert probed.servant is probed.master
+    assert probed.master_or_servant() is probed.servants[0]
+    unprobed = Backend.from_config({**config, "replica_probe_interval": 0})
+    assert unprobed.servant is unprobed.servants[0]

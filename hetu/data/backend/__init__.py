@@ -106,6 +106,7 @@ class Backend:
         self.master_weight = float(master_weight)
         # an interval of 0 turns probing off: every replica counts as usable, always
         probed = [s for s in self.servants if s.probes_replication] if replica_probe_interval else []
+        self._probing = bool(replica_probe_interval)
         self.monitor: ReplicaMonitor | None = None
         if probed:
             self.monitor = ReplicaMonitor(master, probed, self._replicas_changed,
@@ -118,6 +119,12 @@ class Backend:
         self.usable_servants = [s for s in self.servants if self.is_usable(s)]
         self._read_pool = self.usable_servants + [self.master]
         self._read_weights = [1.0] * len(self.usable_servants) + [self.master_weight]
+        # subscriptions read only from replicas whose health is probed: one that fell
+        # behind unseen would leave subscribers stale. Unprobed ones (a Redis Cluster's
+        # replicas, PostgreSQL standbys) serve transactional reads only, where a stale
+        # read fails its commit's version check. With probing off, every one serves.
+        self._subscription_pool = [s for s in self.usable_servants if not self._probing
+                                   or (self.monitor is not None and s in self.monitor.health)]
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Backend:
@@ -173,9 +180,10 @@ class Backend:
 
     @property
     def servant(self) -> BackendClient:
-        """A random usable read replica (the master when there is none): subscription reads."""
-        usable = self.usable_servants
-        return random.choice(usable) if usable else self.master
+        """A random usable, health-probed read replica (the master when there is none):
+        the change feed and subscription reads."""
+        pool = self._subscription_pool
+        return random.choice(pool) if pool else self.master
 
     def master_or_servant(self) -> BackendClient:
         """A client for transactional reads, weighted by ``master_weight``."""
