@@ -51,7 +51,7 @@ def build(config_path, app_file, namespace, output: Path, lang) -> None:
         raise click.UsageError("--namespace is required (or a --config that sets NAMESPACE)")
     lang = language_of(output, lang)
 
-    from ..server.web import load_app_file
+    from ..appfile import load_app_file
     from ..sourcegen import write_if_changed
     from ..system.definer import SystemClusters
 

@@ -80,7 +80,7 @@ def start(config_path, app_file, namespace, instance, db, port, workers, debug, 
     if not config_path and (metrics or metrics_listen):
         config.update(METRICS=True, METRICS_LISTEN=metrics_listen, METRICS_TOKEN=metrics_token)
     from ..server.metrics.settings import MetricsConfigError, metrics_settings
-    from ..server.web import StaticConfigError, static_settings
+    from ..server.static import StaticConfigError, static_settings
 
     try:  # before any worker starts: each would fail the same way
         static_settings(config)

@@ -17,7 +17,7 @@ RESULT_MARKS = {"created": "+", "ok": " ", "migrated": "~", "recreated": "~", "r
 
 def load_app(config: dict) -> Path:
     """Import the app and build its clusters; returns the app's directory."""
-    from ..server.web import load_app_file
+    from ..appfile import load_app_file
     from ..system.definer import SystemClusters
 
     app_file = Path(config.get("APP_FILE") or "app.py")
@@ -69,7 +69,7 @@ def upgrade(config_path, app_file, namespace, instance, db, yes, drop_data) -> N
     --drop-data is given. Stop the servers first.
     """
     config = app_config(config_path, app_file, namespace, instance, db)
-    from ..server.web import configure_logging
+    from ..appfile import configure_logging
 
     configure_logging(config)  # migration notes, backups and progress are logged
     app_dir = load_app(config)

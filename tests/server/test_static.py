@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from hetu.client import HeTuClient
-from hetu.server.web import find_static_file
+from hetu.server.static import find_static_file
 from tests.conftest import free_port
 from tests.ops.test_upgrade_command import hetu_cmd
 from tests.server.conftest import APP, AUTH_KEY, ServerProcess
