@@ -8,6 +8,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from . import common, data, endpoint, system
 from .common.permission import Permission
+from .data.backend import worker_keeper as _worker_keeper  # noqa: F401 - defines the built-in WorkerLease table
 from .data.backend.errors import RaceCondition, UniqueViolation
 from .data.component import BaseComponent, define_component, property_field
 from .endpoint import ClientReject, ResponseToClient, define_endpoint, elevate, guard, logout, rate_limit
