@@ -14,10 +14,9 @@ from ..data.component import BaseComponent, define_component, property_field
 logger = logging.getLogger("HeTu.root")
 replay = logging.getLogger("HeTu.replay")
 
-# Set from config by the server; 0 disables the per-IP limit.
-MAX_ANONYMOUS_CONNECTION_BY_IP = 0
-# Seconds without calls after which a login is stale and may be taken over.
-ENDPOINT_CALL_IDLE_TIMEOUT = 120
+# The limits ENDPOINT_CALL_IDLE_TIMEOUT and MAX_ANONYMOUS_CONNECTION_BY_IP reach this
+# module through the connection's context (``ctx.idle_timeout``,
+# ``ctx.max_anonymous_by_ip``), set from the server's config when it opens.
 LOCAL_ADDRESSES = ("localhost", "127.0.0.1", "::1")
 ELEVATE_SEND_LIMIT_FACTOR = 10
 ELEVATE_SUBSCRIPTION_FACTOR = 50
@@ -51,14 +50,15 @@ def _table(tbl_mgr):
     return table
 
 
-async def new_connection(tbl_mgr, address: str) -> int:
+async def new_connection(tbl_mgr, address: str, max_anonymous_by_ip: int = 0) -> int:
     """Insert this client's ``Connection`` row; returns its id.
 
-    Refuses (``RuntimeError``) when ``MAX_ANONYMOUS_CONNECTION_BY_IP`` anonymous
-    connections from ``address`` already exist (loopback is exempt).
+    Refuses (``RuntimeError``) when ``max_anonymous_by_ip`` (the server's
+    ``MAX_ANONYMOUS_CONNECTION_BY_IP``; 0: no limit) anonymous connections from
+    ``address`` already exist (loopback is exempt).
     """
     table = _table(tbl_mgr)
-    limit = MAX_ANONYMOUS_CONNECTION_BY_IP
+    limit = max_anonymous_by_ip
     async for attempt in table.session().retry(5):
         async with attempt as s:
             repo = s.using(Connection)
@@ -93,7 +93,7 @@ async def elevate(ctx, user_id: int, kick_logged_in: bool = True) -> tuple[bool,
 
     Another connection logged in as the same user is kicked (a server demotes or closes
     it at once, see ``hetu/server/login_watch.py``) when ``kick_logged_in`` is true or it has been idle longer than
-    ``ENDPOINT_CALL_IDLE_TIMEOUT``; otherwise the login is refused with
+    ``ENDPOINT_CALL_IDLE_TIMEOUT`` (``ctx.idle_timeout``); otherwise the login is refused with
     ``USER_ALREADY_LOGGED_IN``; user id 0 (anonymous) is refused with ``INVALID_USER_ID``.
     On success ``ctx.caller`` is set, send limits grow ×10 and subscription caps ×50.
     This is a transaction of its own: it is not undone when the calling system's
@@ -116,7 +116,7 @@ async def elevate(ctx, user_id: int, kick_logged_in: bool = True) -> tuple[bool,
                 if other.id == ctx.connection_id:
                     continue
                 idle = now - other.last_active
-                if not kick_logged_in and idle <= ENDPOINT_CALL_IDLE_TIMEOUT:
+                if not kick_logged_in and idle <= ctx.idle_timeout:
                     return False, "USER_ALREADY_LOGGED_IN"
                 other.owner = 0
                 await repo.update(other)
@@ -188,7 +188,7 @@ class ConnectionAliveChecker:
         """True when this logged-in connection was kicked or its row is gone."""
         if not ctx.caller:
             return False
-        if self.login_watched and time.time() - self._last_refresh <= ENDPOINT_CALL_IDLE_TIMEOUT / 5:
+        if self.login_watched and time.time() - self._last_refresh <= ctx.idle_timeout / 5:
             return False
         table = _table(self.tbl_mgr)
         try:
@@ -198,7 +198,7 @@ class ConnectionAliveChecker:
                 if row is None or int(row.owner) != int(ctx.caller):
                     return True
                 now = time.time()
-                if now - self._last_refresh > ENDPOINT_CALL_IDLE_TIMEOUT / 5:
+                if now - self._last_refresh > ctx.idle_timeout / 5:
                     self._last_refresh = now
                     row.last_active = now
                     await repo.update(row)

@@ -29,6 +29,10 @@ class Context:
     server_limits: list = field(default_factory=list)
     max_row_sub: int = 0
     max_index_sub: int = 0
+    # the server's ENDPOINT_CALL_IDLE_TIMEOUT (a login idle this long may be taken over)
+    # and MAX_ANONYMOUS_CONNECTION_BY_IP (0: no limit), set when the connection opens
+    idle_timeout: float = 120.0
+    max_anonymous_by_ip: int = 0
 
     def __str__(self) -> str:
         return f"[{self.connection_id}|{self.address}|{self.caller}]"

@@ -43,7 +43,8 @@ class EndpointExecutor:
         """Register the connection (its ``Connection`` row)."""
         if self.context.connection_id:
             return
-        self.context.connection_id = await new_connection(self.tbl_mgr, address)
+        self.context.connection_id = await new_connection(self.tbl_mgr, address,
+                                                          self.context.max_anonymous_by_ip)
         self.context.address = address
 
     async def terminate(self) -> None:

@@ -150,6 +150,7 @@ class ClientConnection:
             int(cfg.limit("MAX_ROW_SUBSCRIPTION", 1000)),
             int(cfg.limit("MAX_INDEX_SUBSCRIPTION", 50)),
         )
+        ctx.idle_timeout, ctx.max_anonymous_by_ip = cfg.idle_timeout, cfg.max_anonymous_by_ip
         return ctx
 
     # -- lifecycle ------------------------------------------------------------------------------

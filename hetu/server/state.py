@@ -21,6 +21,8 @@ class ServerState:
     namespace: str
     pipeline: MessagePipeline
     debug: int = 0
+    idle_timeout: float = 120.0  # ENDPOINT_CALL_IDLE_TIMEOUT
+    max_anonymous_by_ip: int = 0  # MAX_ANONYMOUS_CONNECTION_BY_IP (0: no limit)
     backends: dict[str, Backend] = field(default_factory=dict)
     table_managers: dict[str, ComponentTableManager] = field(default_factory=dict)
     worker_keeper: Any = None

@@ -17,7 +17,6 @@ from sanic import Sanic, response
 import hetu
 
 from ..appfile import configure_logging, load_app_file
-from ..endpoint import connection as connection_module
 from ..endpoint.definer import EndpointDefines
 from ..system.definer import SystemClusters
 from .connection import ClientConnection
@@ -43,8 +42,6 @@ def create_app(config: dict) -> Sanic:
     if not clusters.is_built(namespace):
         clusters.build_clusters(namespace)
         clusters.build_endpoints()
-    connection_module.MAX_ANONYMOUS_CONNECTION_BY_IP = int(config.get("MAX_ANONYMOUS_CONNECTION_BY_IP") or 0)
-    connection_module.ENDPOINT_CALL_IDLE_TIMEOUT = float(config.get("ENDPOINT_CALL_IDLE_TIMEOUT") or 120)
 
     app = Sanic("HeTu", configure_logging=False)
     app.config.update({k: v for k, v in config.items() if k.isupper() and k != "LOGGING"})
@@ -62,6 +59,8 @@ def create_app(config: dict) -> Sanic:
         namespace=namespace,
         pipeline=MessagePipeline.from_config(config.get("PACKET_LAYERS")),
         debug=debug,
+        idle_timeout=float(config.get("ENDPOINT_CALL_IDLE_TIMEOUT") or 120),
+        max_anonymous_by_ip=int(config.get("MAX_ANONYMOUS_CONNECTION_BY_IP") or 0),
     )
 
     async def health(request):

@@ -191,6 +191,62 @@ async def test_elevate_results_and_limit_multipliers(sb):
         await executor.terminate()
 
 
+async def test_the_anonymous_connections_per_address_limit_comes_from_the_context(sb):
+    """MAX_ANONYMOUS_CONNECTION_BY_IP reaches new connections through their context
+    (the server sets ``ctx.max_anonymous_by_ip`` from its config); loopback is exempt."""
+    from hetu.endpoint.executor import EndpointExecutor
+
+    executors = []
+
+    async def open_from(address: str, limit: int) -> None:
+        ctx = sb._context(0, None, False)
+        ctx.max_anonymous_by_ip = limit
+        executor = EndpointExecutor(NS, sb.tbl_mgr, ctx)
+        await executor.initialize(address)
+        executors.append(executor)
+
+    try:
+        await open_from("10.0.0.9", 2)
+        await open_from("10.0.0.9", 2)
+        with pytest.raises(RuntimeError, match="anonymous"):
+            await open_from("10.0.0.9", 2)
+        await open_from("10.0.0.9", 0)  # 0: no limit
+        await open_from("127.0.0.1", 1)  # loopback is exempt
+        await open_from("127.0.0.1", 1)
+        await open_from("10.0.0.10", 2)  # another address counts on its own
+    finally:
+        for executor in executors:
+            await executor.terminate()
+
+
+async def test_a_login_taken_over_only_when_idle_longer_than_the_contexts_timeout(sb):
+    """``elevate(..., kick_logged_in=False)`` refuses while the other login was active
+    within ENDPOINT_CALL_IDLE_TIMEOUT, which reaches it as ``ctx.idle_timeout``."""
+    from hetu.endpoint.connection import elevate
+    from hetu.endpoint.executor import EndpointExecutor
+
+    executors = []
+
+    async def context(idle_timeout: float):
+        ctx = sb._context(0, None, False)
+        ctx.idle_timeout = idle_timeout
+        executor = EndpointExecutor(NS, sb.tbl_mgr, ctx)
+        await executor.initialize("10.0.0.1")
+        executors.append(executor)
+        return ctx
+
+    try:
+        first = await context(120)
+        assert await elevate(first, 42) == (True, "SUCCESS")
+        patient = await context(1000)
+        assert await elevate(patient, 42, kick_logged_in=False) == (False, "USER_ALREADY_LOGGED_IN")
+        eager = await context(0)
+        assert await elevate(eager, 42, kick_logged_in=False) == (True, "SUCCESS")
+    finally:
+        for executor in executors:
+            await executor.terminate()
+
+
 async def test_responses_are_msgpack_round_tripped(sb):
     assert await sb.call_system("server_only") == "server"
     assert isinstance(await sb.call_system("server_only", raw=True), hetu.ResponseToClient)
