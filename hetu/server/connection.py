@@ -204,6 +204,8 @@ class ClientConnection:
         once the connection is garbage, asyncio logs every such task as "destroyed but
         it is pending" (an ERROR per dropped client that had pipelined frames). Reading
         them out lets those tasks end."""
+        if self._reader is not None:  # frames went to our reader, never to the assembler
+            return
         assembler = getattr(self.ws, "assembler", None)
         events_lock = getattr(self.ws, "process_event_mutex", None)
         if assembler is None or events_lock is None:
