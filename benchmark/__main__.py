@@ -14,6 +14,7 @@ from pathlib import Path
 
 from . import report
 from .load import BASELINES, FLOORS, WORKLOADS, LoadSpec, run_load, seed_rows
+from .inproc import run_inproc
 from .memory import run_memory
 from .push import PATTERNS, run_push
 from .redisstats import RedisProbe
@@ -168,11 +169,31 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("push", parents=[common, push], help="latency from an insert's rsp to every subscriber's updt")
     sub.add_parser("memory", parents=[common, memory], help="server memory per idle connection")
     sub.add_parser("all", parents=[common, load, push, memory], help="run, memory and push, in that order, on one set of servers")
+    inproc = sub.add_parser("inproc", help="the engine's CPU per call in-process, through the endpoint gateway "
+                                           "without websocket or client (see benchmark/inproc.py)")
+    inproc.add_argument("--workloads", type=_workloads, default=list(WORKLOADS),
+                        help=f"comma-separated, from {','.join(WORKLOADS)} (default all)")
+    inproc.add_argument("--tasks", type=_int_list, default=[1, 16],
+                        help="comma-separated numbers of concurrent callers (default 1,16)")
+    inproc.add_argument("--calls", type=int, default=20000, help="calls measured per workload (default 20000)")
+    inproc.add_argument("--keys", type=int, default=1000, help="rows/names the calls pick from (default 1000)")
+    inproc.add_argument("--profile", metavar="FILE", help="write a cProfile of each workload to FILE.<workload>")
+    inproc.add_argument("--json", metavar="FILE", help="also write the results to FILE as JSON")
     return parser
+
+
+def command_inproc(args) -> None:
+    results = run_inproc(args.workloads, args.calls, args.tasks, args.keys, args.profile)
+    print(report.inproc_table(results))
+    if args.json:
+        report.write_json(args.json, {"machine": report.machine(), "inproc": results})
 
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    if args.command == "inproc":
+        command_inproc(args)
+        return
     commands = {"run": [command_run], "push": [command_push], "memory": [command_memory],
                 # memory before push: push leaves freed memory and a grown Redis pool behind
                 "all": [command_run, command_memory, command_push]}[args.command]

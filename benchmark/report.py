@@ -100,6 +100,15 @@ def memory_table(r: MemoryResult) -> str:
     return "\n".join(lines)
 
 
+def inproc_table(results: list[dict[str, Any]]) -> str:
+    """The in-process measurement: calls/s and the process's CPU per call."""
+    lines = ["| workload | tasks | calls/s | CPU per call | of it user | of it kernel |", "|---|---|---|---|---|---|"]
+    for r in results:
+        lines.append(f"| {r['workload']} | {r['tasks']} | {r['calls_per_s']:.0f} | {r['cpu_us_per_call']:.1f} µs "
+                     f"| {r['user_us_per_call']:.1f} µs | {r['system_us_per_call']:.1f} µs |")
+    return "\n".join(lines)
+
+
 def write_json(path: str, report: dict[str, Any]) -> None:
     def plain(value: Any) -> Any:
         if dataclasses.is_dataclass(value):
