@@ -25,6 +25,8 @@ class ComponentTableManager:
         self.instance = instance
         self.backends = backends
         self.tables: dict[type[BaseComponent], Table] = {}
+        # per system: its tables and repository keys, worked out once (system/caller.py)
+        self.call_plans: dict = {}
         for comp, cluster_id in SystemClusters().get_components(namespace).items():
             backend = backends.get(comp.backend_)
             if backend is None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from ..common.slowlog import SlowLog
 from ..data.backend.errors import RaceCondition
+from ..data.backend.repo import SessionRepository
 from .definer import SystemClusters, SystemDefine
 from .lock import SystemLock
 
@@ -18,6 +19,34 @@ replay = logging.getLogger("HeTu.replay")
 
 SLOW_LOG = SlowLog()
 RETRY_DELAY_MAX = 0.2
+_clusters = SystemClusters()  # the process-wide registry (clear() keeps the instance)
+
+
+class _CallPlan:
+    """What every call of one system on one table manager needs, worked out on its first
+    call: the tables (sorted by component name, as before), the ``ctx.repo`` key and
+    table of each, the call-lock component and the ``ctx.depend`` functions."""
+
+    __slots__ = ("first", "repos", "lock", "depend")
+
+    def __init__(self, sys_def: SystemDefine, tbl_mgr) -> None:
+        comps = sorted(sys_def.full_components, key=lambda c: c.name_)
+        if not comps:
+            raise AssertionError(f"System {sys_def.name} uses no component and cannot be called")
+        tables = []
+        for comp in comps:
+            table = tbl_mgr.get_table(comp)
+            if table is None:
+                raise RuntimeError(f"System {sys_def.name}: component {comp.name_} has no table here")
+            tables.append(table)
+        self.first = tables[0]
+        self.lock = sys_def.lock_component
+        repos = {(t.comp_cls.master_ or t.comp_cls): t.ref for t in tables}
+        if self.lock is not None:
+            repos[SystemLock] = tbl_mgr.get_table(self.lock).ref
+        self.repos = tuple(repos.items())
+        systems = _clusters.get_systems()
+        self.depend = {dep: systems[dep.partition(":")[0]].func for dep in sys_def.full_depends}
 
 
 class SystemCaller:
@@ -30,26 +59,24 @@ class SystemCaller:
 
     @classmethod
     def call_check(cls, system: str) -> SystemDefine:
-        sys_def = SystemClusters().get_system(system)
+        sys_def = _clusters.get_system(system)
         if sys_def is None:
             raise ValueError(f"no system named {system!r} exists in the served namespace")
         return sys_def
 
     async def call(self, system: str, *args: Any, uuid: str = "") -> Any:
         """Run ``system`` in its own transaction; returns the body's return value."""
-        return await self.call_(self.call_check(system), *args, uuid=uuid)
+        sys_def = _clusters.get_system(system)
+        if sys_def is None:
+            raise ValueError(f"no system named {system!r} exists in the served namespace")
+        return await self.call_(sys_def, *args, uuid=uuid)
 
-    def _tables(self, sys_def: SystemDefine) -> list:
-        comps = sorted(sys_def.full_components, key=lambda c: c.name_)
-        if not comps:
-            raise AssertionError(f"System {sys_def.name} uses no component and cannot be called")
-        tables = []
-        for comp in comps:
-            table = self.tbl_mgr.get_table(comp)
-            if table is None:
-                raise RuntimeError(f"System {sys_def.name}: component {comp.name_} has no table here")
-            tables.append(table)
-        return tables
+    def _plan(self, sys_def: SystemDefine) -> _CallPlan:
+        # by id (a SystemDefine is not hashable); the entry keeps its definition alive
+        entry = self.tbl_mgr.call_plans.get(id(sys_def))
+        if entry is None or entry[0] is not sys_def:
+            entry = self.tbl_mgr.call_plans[id(sys_def)] = (sys_def, _CallPlan(sys_def, self.tbl_mgr))
+        return entry[1]
 
     async def call_(self, sys_def: SystemDefine, *args: Any, uuid: str = "") -> Any:
         ctx = self.context
@@ -57,31 +84,29 @@ class SystemCaller:
         ctx.repo = {}
         ctx.depend = {}
         ctx.timestamp = time.time()
-        tables = self._tables(sys_def)
-        lock = sys_def.lock_component
+        plan = self._plan(sys_def)
+        lock = plan.lock
         if uuid and lock is None:
             raise ValueError(
                 f"System {sys_def.name} was called with uuid= but was not defined with call_lock=True"
             )
-        systems = SystemClusters().get_systems()
-        depend = {dep: systems[dep.partition(":")[0]].func for dep in sys_def.full_depends}
-        session = tables[0].session()
+        session = plan.first.session()
         started = time.perf_counter()
         try:
             while True:
-                ctx.depend = dict(depend)
+                ctx.depend = dict(plan.depend) if plan.depend else {}
                 try:
                     async with session:
-                        ctx.repo = {(t.comp_cls.master_ or t.comp_cls): session.using(t.comp_cls) for t in tables}
-                        if lock is not None:
-                            ctx.repo[SystemLock] = session.using(lock)
-                        lock_repo = ctx.repo.get(SystemLock)
-                        if uuid and await lock_repo.get(uuid=uuid) is not None:
-                            replay.info("[UUIDExist][%s] %s uuid=%s: already ran", sys_def.name, ctx, uuid)
-                            return None
-                        result = await sys_def.func(ctx, *args)
+                        ctx.repo = repos = {key: SessionRepository(session, ref) for key, ref in plan.repos}
                         if uuid:
+                            lock_repo = repos[SystemLock]
+                            if await lock_repo.get(uuid=uuid) is not None:
+                                replay.info("[UUIDExist][%s] %s uuid=%s: already ran", sys_def.name, ctx, uuid)
+                                return None
+                            result = await sys_def.func(ctx, *args)
                             await self._write_lock(ctx, session, lock, lock_repo, sys_def.name, uuid)
+                        else:
+                            result = await sys_def.func(ctx, *args)
                     return result
                 except RaceCondition as race:
                     if session.active:

@@ -148,6 +148,12 @@ class BackendClient(abc.ABC):
         ``limit < 0`` means unlimited. Always returns a recarray (maybe empty).
         """
 
+    async def first(self, ref: TableReference, index: str, bounds: Bounds) -> np.record | None:
+        """The first row of ``range(ref, index, bounds, 1, False)``, or None: what a
+        ``get`` by an index reads. Backends override it to skip building a recarray."""
+        rows = await self.range(ref, index, bounds, 1, False)
+        return rows[0] if len(rows) else None
+
     @abc.abstractmethod
     async def range_ids(
         self, ref: TableReference, index: str, bounds: Bounds, limit: int, desc: bool

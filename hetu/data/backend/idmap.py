@@ -63,6 +63,9 @@ class IdentityMap:
     def __init__(self) -> None:
         self._tables: dict[TableReference, dict[int, CachedRow]] = {}
         self._absent: set[tuple[TableReference, str, Any]] = set()
+        # something was inserted, updated or deleted (perhaps back to what was read):
+        # a transaction that only read skips building its write set
+        self.changed = False
 
     # -- reading the cache ---------------------------------------------------------
 
@@ -80,6 +83,8 @@ class IdentityMap:
 
     def filter(self, ref: TableReference, **equals: Any) -> list[np.record]:
         """Copies of live cached rows whose fields equal every given value."""
+        if not self._tables.get(ref):
+            return []
         wanted = {k: _plain(v) for k, v in equals.items()}
         return [
             e.row.copy()
@@ -113,6 +118,7 @@ class IdentityMap:
         rows[row_id] = CachedRow(clean, clean, RowState.CLEAN)
 
     def add_insert(self, ref: TableReference, row: np.record) -> None:
+        self.changed = True
         rows = self.rows(ref)
         row_id = int(row["id"])
         entry = rows.get(row_id)
@@ -133,6 +139,7 @@ class IdentityMap:
                 f"cannot update {ref.comp_name} row {int(row['id'])}: row id not found in "
                 f"this session (read it with get/range/upsert first) or already deleted"
             )
+        self.changed = True
         entry.row = row.copy()
         if entry.state == RowState.CLEAN:
             entry.state = RowState.UPDATE
@@ -144,6 +151,7 @@ class IdentityMap:
                 f"cannot delete {ref.comp_name} row {int(row_id)}: row not existing in "
                 f"this session (not read first, or already deleted)"
             )
+        self.changed = True
         if entry.state == RowState.INSERT:
             del self._tables[ref][int(row_id)]  # never reached the database
         else:

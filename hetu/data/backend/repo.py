@@ -98,13 +98,12 @@ class SessionRepository:
         if local:
             return local[0]
         bounds = normalize_bounds(self.comp, index_name, value)
-        rows = await self.session.reader.range(self.ref, index_name, bounds, 1, False)
-        for row in rows:
-            entry = idmap.lookup(self.ref, row["id"])
-            if entry is None:
-                return self._adopt(row)
-            # the committed row matched, but this session changed or deleted it since
-            break
+        row = await self.session.reader.first(self.ref, index_name, bounds)
+        if row is not None:
+            if idmap.lookup(self.ref, row["id"]) is None:
+                idmap.add_clean(self.ref, row)  # keeps a copy of its own: hand out this one
+                return row
+            # else the committed row matched, but this session changed or deleted it since
         if index_name in self.comp.uniques_:
             idmap.mark_absent(self.ref, index_name, bounds.low)
         return None

@@ -90,6 +90,8 @@ class Session:
         """Write everything atomically; :class:`RaceCondition` if something changed."""
         idmap = self.idmap
         try:
+            if not idmap.changed:  # read only: nothing to write, nothing to check
+                return
             writes = idmap.write_set()
             if any(tw.is_dirty() for tw in writes):
                 await self.backend.master.commit(writes)

@@ -15,6 +15,17 @@ class TableReference:
     instance_name: str
     cluster_id: int
 
+    def __post_init__(self) -> None:
+        # a reference is a dict key on every row a session touches: hash it once
+        object.__setattr__(self, "_hash", hash((self.comp_cls, self.instance_name, self.cluster_id)))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __reduce__(self):
+        # rebuilt from its fields: the cached hash of a class differs between processes
+        return (type(self), (self.comp_cls, self.instance_name, self.cluster_id))
+
     @property
     def comp_name(self) -> str:
         return self.comp_cls.name_

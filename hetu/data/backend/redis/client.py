@@ -235,6 +235,10 @@ class RedisBackendClient(BackendClient):
         flat_rows = await self._range(ref, index, bounds, limit, desc, True)
         return self.codec(ref.comp_cls).decode_many([_pairs(f) for f in flat_rows])
 
+    async def first(self, ref, index, bounds) -> np.record | None:
+        flat_rows = await self._range(ref, index, bounds, 1, False, True)
+        return self.codec(ref.comp_cls).decode(_pairs(flat_rows[0])) if flat_rows else None
+
     async def range_ids(self, ref, index, bounds, limit, desc) -> list[int]:
         return [int(i) for i in await self._range(ref, index, bounds, limit, desc, False)]
 

@@ -145,6 +145,9 @@ class RowCodec:
         self._enc = {n: _field_encoder(self.kinds[n]) for n in self.names}
         self._dec = [_field_decoder(self.kinds[n]) for n in self.names]
         self._defaults = comp.default_row_[0].item()
+        # building rows of a record dtype gives np.record items without going through a
+        # recarray (its Python-level __array_finalize__ and __getitem__): ~4x faster
+        self._rdtype = np.dtype((np.record, comp.dtypes))
 
     def encode_fields(self, row: np.record, fields: tuple[str, ...] | None = None) -> list:
         """Flat ``[field, value, ...]`` for HSET (all fields but _version by default)."""
@@ -164,9 +167,9 @@ class RowCodec:
         return tuple(values)
 
     def decode(self, mapping: dict[bytes, bytes]) -> np.record:
-        return np.array([self._values(mapping)], dtype=self.comp.dtypes).view(np.recarray)[0]
+        return np.array([self._values(mapping)], dtype=self._rdtype)[0]
 
     def decode_many(self, mappings: list[dict[bytes, bytes]]) -> np.recarray:
         if not mappings:
             return np.recarray(0, dtype=self.comp.dtypes)
-        return np.array([self._values(m) for m in mappings], dtype=self.comp.dtypes).view(np.recarray)
+        return np.array([self._values(m) for m in mappings], dtype=self._rdtype).view(np.recarray)
