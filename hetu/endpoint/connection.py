@@ -184,11 +184,16 @@ class ConnectionAliveChecker:
         self.login_watched = login_watched
         self._last_refresh = 0.0
 
+    def due(self, ctx) -> bool:
+        """Whether :meth:`is_illegal` has to read the row now (it returns False when
+        not): a logged-in connection that is not watched, or whose ``last_active`` is
+        due for a refresh. Lets a caller skip the coroutine on most calls."""
+        return bool(ctx.caller) and (
+            not self.login_watched or time.time() - self._last_refresh > ctx.idle_timeout / 5)
+
     async def is_illegal(self, ctx) -> bool:
         """True when this logged-in connection was kicked or its row is gone."""
-        if not ctx.caller:
-            return False
-        if self.login_watched and time.time() - self._last_refresh <= ctx.idle_timeout / 5:
+        if not self.due(ctx):
             return False
         table = _table(self.tbl_mgr)
         try:

@@ -25,6 +25,7 @@ _brief = reprlib.Repr()
 _brief.maxlevel = 3
 _brief.maxstring = _brief.maxother = 80
 _brief.maxlist = _brief.maxtuple = _brief.maxdict = _brief.maxset = 8
+_endpoints = EndpointDefines()  # the process-wide registry (clear() keeps the instance)
 
 
 class EndpointExecutor:
@@ -57,7 +58,7 @@ class EndpointExecutor:
 
     def execute_check(self, endpoint: str, args: tuple) -> EndpointDefine | None:
         ctx = self.context
-        ep = EndpointDefines().get_endpoint(endpoint, self.namespace) if isinstance(endpoint, str) else None
+        ep = _endpoints.get_endpoint(endpoint, self.namespace) if isinstance(endpoint, str) else None
         if ep is None:
             self._reject(f"[Rejected] {ctx} called unknown endpoint {_brief.repr(endpoint)}")
             return None
@@ -98,7 +99,8 @@ class EndpointExecutor:
         if ep is None:
             return False, None
         ctx = self.context
-        if await self.alive_checker.is_illegal(ctx):
+        checker = self.alive_checker
+        if checker.due(ctx) and await checker.is_illegal(ctx):
             self._reject(f"[Kicked] {ctx} was logged in elsewhere; refusing {endpoint}")
             return False, None
         for check in ep.guards:
