@@ -37,6 +37,12 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
+# np.record sends every attribute access through a Python-level __getattribute__; the
+# engine's own handling of rows calls NumPy's C methods directly
+copy_row = np.generic.copy
+row_bytes = np.generic.tobytes
+_dtype_of = np.generic.dtype.__get__
+
 _FIELD_SPANS: dict[np.dtype, tuple[tuple[str, int, int], ...]] = {}
 
 
@@ -45,14 +51,15 @@ def changed_fields(new: np.record, old: np.record, skip: str = "") -> tuple[str,
     component, in dtype order. Compared as bytes, not as NumPy scalars: one
     ``tobytes`` per row instead of two scalar reads and a compare per field (a NaN
     that did not change is unchanged, and -0.0 replacing 0.0 is a change)."""
-    a, b = new.tobytes(), old.tobytes()
+    a, b = row_bytes(new), row_bytes(old)
     if a == b:
         return ()
-    spans = _FIELD_SPANS.get(new.dtype)
+    dtype = _dtype_of(new)
+    spans = _FIELD_SPANS.get(dtype)
     if spans is None:
-        fields = new.dtype.fields
-        spans = _FIELD_SPANS[new.dtype] = tuple(
-            (name, fields[name][1], fields[name][1] + fields[name][0].itemsize) for name in new.dtype.names
+        fields = dtype.fields
+        spans = _FIELD_SPANS[dtype] = tuple(
+            (name, fields[name][1], fields[name][1] + fields[name][0].itemsize) for name in dtype.names
         )
     return tuple(name for name, start, end in spans if a[start:end] != b[start:end] and name != skip)
 
@@ -87,7 +94,7 @@ class IdentityMap:
             return []
         wanted = {k: _plain(v) for k, v in equals.items()}
         return [
-            e.row.copy()
+            copy_row(e.row)
             for e in self.live_rows(ref)
             if all(_plain(e.row[k]) == v for k, v in wanted.items())
         ]
@@ -114,7 +121,7 @@ class IdentityMap:
             raise ValueError(f"{ref.comp_name} row {row_id} already exists in the cache")
         # one copy serves as both: neither is handed out (readers get copies) and
         # update() replaces ``row`` instead of changing it
-        clean = row.copy()
+        clean = copy_row(row)
         rows[row_id] = CachedRow(clean, clean, RowState.CLEAN)
 
     def add_insert(self, ref: TableReference, row: np.record) -> None:
@@ -123,10 +130,10 @@ class IdentityMap:
         row_id = int(row["id"])
         entry = rows.get(row_id)
         if entry is None:
-            rows[row_id] = CachedRow(row.copy(), None, RowState.INSERT)
+            rows[row_id] = CachedRow(copy_row(row), None, RowState.INSERT)
         elif entry.state == RowState.DELETE:
             # deleted then inserted again with the same id: it is an update of the row
-            new = row.copy()
+            new = copy_row(row)
             new["_version"] = entry.clean["_version"]
             entry.row, entry.state = new, RowState.UPDATE
         else:
@@ -140,7 +147,7 @@ class IdentityMap:
                 f"this session (read it with get/range/upsert first) or already deleted"
             )
         self.changed = True
-        entry.row = row.copy()
+        entry.row = copy_row(row)
         if entry.state == RowState.CLEAN:
             entry.state = RowState.UPDATE
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from .bounds import normalize_bounds
 from .errors import RaceCondition, UniqueViolation
-from .idmap import RowState, changed_fields
+from .idmap import RowState, changed_fields, copy_row, row_bytes
 from .table import TableReference
 
 if TYPE_CHECKING:
@@ -65,14 +65,14 @@ class SessionRepository:
             return row
         if entry.state == RowState.DELETE:
             return None
-        return entry.row.copy()
+        return copy_row(entry.row)
 
     async def get_by_id(self, row_id: int) -> np.record | None:
         idmap = self.session.idmap
         row_id = int(row_id)
         entry = idmap.lookup(self.ref, row_id)
         if entry is not None:
-            return None if entry.state == RowState.DELETE else entry.row.copy()
+            return None if entry.state == RowState.DELETE else copy_row(entry.row)
         row = await self.session.reader.get(self.ref, row_id)
         if row is None:
             idmap.mark_absent(self.ref, "id", row_id)
@@ -148,7 +148,7 @@ class SessionRepository:
     # -- writes ---------------------------------------------------------------------
 
     def _check_row(self, row: Any) -> None:
-        if not isinstance(row, np.record) or row.dtype != self.comp.dtypes:
+        if not isinstance(row, np.record) or np.generic.dtype.__get__(row) != self.comp.dtypes:
             raise TypeError(
                 f"expected a {self.comp.name_} row (from {self.comp.name_}.new_row() or a "
                 f"query), got {type(row).__name__} with dtype {getattr(row, 'dtype', None)}"
@@ -222,7 +222,10 @@ class SessionRepository:
         changed = changed_fields(row, entry.row)
         if not changed:
             return
-        await self._unique_check(row, [f for f in changed if f in self.comp.uniques_], "Update")
+        uniques = self.comp.uniques_
+        unique_changed = [f for f in changed if f in uniques]
+        if unique_changed:
+            await self._unique_check(row, unique_changed, "Update")
         self.session.idmap.update(self.ref, row)
 
     def delete(self, row_id: int | np.integer) -> None:
@@ -262,7 +265,7 @@ class UpsertContext:
             self.row[self.field] = self.value
         else:
             self.insert = False
-            self._found = found.tobytes()
+            self._found = row_bytes(found)
             self.row = found
         return self.row
 
@@ -271,7 +274,7 @@ class UpsertContext:
             return
         if self.insert:
             await self.repo.insert(self.row)
-        elif self.row.tobytes() != self._found:  # compared as bytes: a record compare
+        elif row_bytes(self.row) != self._found:  # compared as bytes: a record compare
             await self.repo.update(self.row)    # goes through NumPy's dtype promotion
 
 

@@ -33,9 +33,17 @@ def table_prefix(ref: TableReference) -> str:
     return f"{ref.instance_name}:{ref.comp_name}"
 
 
+_CLUSTER_PREFIXES: dict[TableReference, str] = {}
+
+
 def cluster_prefix(ref: TableReference) -> str:
     """The table prefix with the Redis Cluster hash tag of the table's cluster id."""
-    return f"{ref.instance_name}:{ref.comp_name}:{{CLU{ref.cluster_id}}}"
+    prefix = _CLUSTER_PREFIXES.get(ref)
+    if prefix is None:
+        prefix = f"{ref.instance_name}:{ref.comp_name}:{{CLU{ref.cluster_id}}}"
+        if len(_CLUSTER_PREFIXES) < 65536:  # references are few; never grow without bound
+            _CLUSTER_PREFIXES[ref] = prefix
+    return prefix
 
 
 def row_key(ref: TableReference, row_id: int) -> str:
