@@ -236,6 +236,77 @@ async def test_a_kicked_connection_that_leaves_before_noticing_disconnects_as_an
         await writer.close()
 
 
+def counted(key: int):
+    """A delta of a Counter subscription that shows the row of ``key``."""
+    return lambda d: any(row is not None and row["key"] == key for row in d.values())
+
+
+async def test_a_login_taken_over_during_a_call_is_demoted_when_the_call_ends(cluster):
+    """Debug mode: a takeover while a call of the old connection runs withdraws the
+    user's rows at once; the call runs on as the user and is answered; then the
+    connection is anonymous: its calls are refused, the pushes it may read still reach
+    it, the user's rows never do, and it disconnects as anonymous."""
+    old, new, writer = await cluster.connect(0), await cluster.connect(1), await cluster.connect(0)
+    held = None
+    try:
+        old_conn, _ = await old.call("whoami")
+        await old.call("login", 730)
+        secrets, _ = await old.subscribe_range("Secret", "owner", 730, 730, 100)
+        counters, _ = await old.subscribe_range("Counter", "key", 7300, 7309, 10)
+        before = await writer.call("plant_secret", 730, "before")
+        await wait_for(old, secrets, shows(before))
+
+        held = asyncio.create_task(old.call("hold", 7300))
+        pushes = await wait_for(old, counters, counted(7301))  # the call is running
+        await new.call("login", 730)  # on the other server process
+        pushes += await wait_for(old, secrets, hides(before))
+        assert not held.done()
+        during = await writer.call("plant_secret", 730, "during")
+        await writer.call("increment", 7300)  # lets the call end
+        assert await asyncio.wait_for(held, 10) == 730  # it ran to its end as the user
+        with pytest.raises(CallFailed):
+            await old.call("whoami")
+        after = await writer.call("plant_secret", 730, "after")
+        await writer.call("increment", 7302)
+        pushes += await wait_for(old, counters, counted(7302))
+        pushes += await collect(old, 0.5)
+        assert visible(pushes, during) == [] and visible(pushes, after) == [], pushes
+    finally:
+        if held is not None:
+            held.cancel()
+        await old.close()
+        await new.close()
+    try:
+        assert await disconnects_of(writer, old_conn) == [0]
+    finally:
+        await writer.close()
+
+
+async def test_release_servers_close_a_connection_taken_over_during_a_call(release_cluster):
+    """The running call is not answered, and on_disconnect runs as anonymous."""
+    old, new, writer = await release_cluster.connect(0), await release_cluster.connect(1), await release_cluster.connect(0)
+    held = None
+    try:
+        old_conn, _ = await old.call("whoami")
+        await old.call("login", 731)
+        counters, _ = await old.subscribe_range("Counter", "key", 7310, 7319, 10)
+        held = asyncio.create_task(old.call("hold", 7310))
+        await wait_for(old, counters, counted(7311))  # the call is running
+        await new.call("login", 731)
+        await asyncio.wait_for(old.wait_closed(), 5)
+        with pytest.raises(ConnectionClosed):
+            await held
+    finally:
+        if held is not None:
+            held.cancel()
+        await old.close()
+        await new.close()
+    try:
+        assert await disconnects_of(writer, old_conn) == [0]
+    finally:
+        await writer.close()
+
+
 async def test_logout_withdraws_the_users_rows_and_permissions(cluster):
     client, writer = await cluster.connect(0), await cluster.connect(1)
     try:
