@@ -45,7 +45,7 @@ from ..endpoint.connection import Connection, demote
 
 if TYPE_CHECKING:
     from ..system.context import SystemContext
-    from .connection import ClientConnection
+    from .client_connection import ClientConnection
     from .state import ServerState
 
 logger = logging.getLogger("HeTu.root")

@@ -23,7 +23,7 @@ from .shapes import Change, RangeShape, RowShape, Shape
 from .sub_requests import NO_ROW, NO_ROWS, GetRequest, RangeRequest, UnknownComponent, parse_sub
 
 if TYPE_CHECKING:
-    from .connection import ClientConnection
+    from .client_connection import ClientConnection
 
 logger = logging.getLogger("HeTu.root")
 
