@@ -92,7 +92,7 @@ async def elevate(ctx, user_id: int, kick_logged_in: bool = True) -> tuple[bool,
     """Log this connection in as ``user_id``; returns ``(ok, reason)``.
 
     Another connection logged in as the same user is kicked (a server demotes or closes
-    it at once, see ``hetu/server/login_watch.py``) when ``kick_logged_in`` is true or it has been idle longer than
+    it at once, see ``hetu/server/login.py``) when ``kick_logged_in`` is true or it has been idle longer than
     ``ENDPOINT_CALL_IDLE_TIMEOUT`` (``ctx.idle_timeout``); otherwise the login is refused with
     ``USER_ALREADY_LOGGED_IN``; user id 0 (anonymous) is refused with ``INVALID_USER_ID``.
     On success ``ctx.caller`` is set, send limits grow ×10 and subscription caps ×50.
@@ -175,7 +175,7 @@ class ConnectionAliveChecker:
     """Detects kicked connections and refreshes ``last_active`` now and then.
 
     ``login_watched``: something else notices a takeover as it happens (a server's
-    login watch, ``hetu/server/login_watch.py``), so the ``Connection`` row is read
+    login watch, ``hetu/server/login.py``), so the ``Connection`` row is read
     only when ``last_active`` is due for a refresh, not on every call.
     """
 

@@ -28,7 +28,7 @@ class ServerState:
     worker_keeper: Any = None
     tasks: list = field(default_factory=list)
     brokers: dict = field(default_factory=dict)  # id(backend) -> SubscriptionBroker
-    login_watchers: dict = field(default_factory=dict)  # instance -> LoginWatcher
+    login_watchers: dict = field(default_factory=dict)  # instance -> login.LoginWatcher
     future_runner: Any = None  # the worker's FutureCallRunner, once started
     accepting: bool = False  # between Sanic's after_server_start and before_server_stop
     readiness: Any = None  # health.Readiness, made by the first /readyz

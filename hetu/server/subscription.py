@@ -23,7 +23,7 @@ from .shapes import Change, RangeShape, RowShape, Shape
 from .sub_requests import NO_ROW, NO_ROWS, GetRequest, RangeRequest, UnknownComponent, parse_sub
 
 if TYPE_CHECKING:
-    from .connection import ClientConnection
+    from .client_connection import ClientConnection
 
 logger = logging.getLogger("HeTu.root")
 
@@ -67,7 +67,7 @@ class ConnectionSubscriptions:
     # -- pushes --------------------------------------------------------------------------------
 
     def deliver(self, sub: Subscriber, changes: list[Change], frames: dict[bytes, bytes]) -> None:
-        if self._deferred or self.conn.login_pending():
+        if self._deferred or self.conn.login.pending():
             self._defer(sub, changes)
         else:
             self._send(sub, changes, frames)
@@ -79,7 +79,7 @@ class ConnectionSubscriptions:
 
     async def _send_deferred(self) -> None:
         while self._deferred:
-            await self.conn.login_settled()
+            await self.conn.login.settled()
             items, self._deferred = self._deferred, []
             for sub, changes in items:
                 if sub is REVALIDATE:
@@ -96,7 +96,7 @@ class ConnectionSubscriptions:
             if self.metrics is not None:
                 self.metrics.pushed(sub.fanout.batch_since)
             return
-        ctx, comp, shown = self.conn.reader_ctx(), sub.shape.comp, sub.shown
+        ctx, comp, shown = self.conn.login.reader_ctx(), sub.shape.comp, sub.shown
         items = []
         for change in changes:
             if change.row is not None and ctx.rls_check(comp, change.row):
@@ -115,13 +115,13 @@ class ConnectionSubscriptions:
         row it was shown, so rows it may no longer read are pushed as deleted and rows
         it may now read are pushed, and end the subscriptions of components it may no
         longer read at all."""
-        if self._deferred or self.conn.login_pending():
+        if self._deferred or self.conn.login.pending():
             self._defer(REVALIDATE, None)
         else:
             self._revalidate_now()
 
     def _revalidate_now(self) -> None:
-        ctx = self.conn.reader_ctx()
+        ctx = self.conn.login.reader_ctx()
         for sub in list(self.subs.values()):
             shape = sub.shape
             window = shape.window()
@@ -147,7 +147,7 @@ class ConnectionSubscriptions:
         return self.conn.server.table_managers[self.conn.instance].get_table(name)
 
     def _readable(self, comp) -> bool:
-        ctx = self.conn.reader_ctx()
+        ctx = self.conn.login.reader_ctx()
         if comp.permission_ == Permission.EVERYBODY or ctx.is_admin():
             return True
         if comp.permission_ == Permission.ADMIN:
@@ -202,7 +202,7 @@ class ConnectionSubscriptions:
 
         def joined(shape: RowShape | None) -> None:
             row = None if shape is None else shape.row
-            if row is None or self._closed or not self.conn.reader_ctx().rls_check(comp, row):
+            if row is None or self._closed or not self.conn.login.reader_ctx().rls_check(comp, row):
                 self.conn.push_nowait(NO_ROW)
                 return
             row_id = int(row.id)
@@ -229,7 +229,7 @@ class ConnectionSubscriptions:
         def joined(shape: RangeShape) -> None:
             window = shape.window()
             if shape.rls:
-                ctx = self.conn.reader_ctx()
+                ctx = self.conn.login.reader_ctx()
                 window = [r for r in window if ctx.rls_check(comp, r)]
             if self._closed or (not window and not request.force):
                 self.conn.push_nowait(NO_ROWS)

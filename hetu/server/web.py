@@ -19,7 +19,7 @@ import hetu
 from ..appfile import configure_logging, load_app_file
 from ..endpoint.definer import EndpointDefines
 from ..system.definer import SystemClusters
-from .connection import ClientConnection
+from .client_connection import ClientConnection
 from .health import add_health_routes
 from .lifecycle import worker_ready, worker_start, worker_stop, worker_stopping
 from .metrics.settings import MetricsSettings, metrics_settings

@@ -138,7 +138,7 @@ def test_many_connections_opening_a_new_file_at_once(tmp_path):
     is locked" when two workers started together (it does not wait for the busy timeout)."""
     import threading
 
-    from hetu.data.backend.sqlite.connection import connect
+    from hetu.data.backend.sqlite.thread_connection import connect
 
     for round_ in range(30):
         path = str(tmp_path / f"fresh-{round_}.db")

@@ -5,6 +5,7 @@ were retried after a conflict (``ctx.race_count``).
 """
 
 import asyncio
+import time
 
 import numpy as np
 
@@ -143,6 +144,24 @@ async def rewrite_secret(ctx, row_id: int, owner: int, text: str):
 @hetu.define_endpoint(namespace=NS, permission=hetu.Permission.USER, force=True)
 async def logout(ctx):
     return hetu.ResponseToClient(await hetu.logout(ctx))
+
+
+@hetu.define_system(namespace=NS, components=(Counter,), permission=EVERYBODY, force=True)
+async def counter_value(ctx, key: int):
+    row = await ctx.repo[Counter].get(key=key)
+    return 0 if row is None else int(row.value)
+
+
+@hetu.define_endpoint(namespace=NS, permission=hetu.Permission.USER, force=True)
+async def hold(ctx, key: int):
+    """A call that runs until the test lets it end: it counts Counter ``key + 1`` once
+    running, waits (10 s at most) for Counter ``key`` to count, then answers the caller
+    it ran as."""
+    await ctx.systems.call("increment", key + 1)
+    deadline = time.monotonic() + 10
+    while await ctx.systems.call("counter_value", key) == 0 and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    return hetu.ResponseToClient(ctx.caller)
 
 
 # -- disconnects ------------------------------------------------------------------------------

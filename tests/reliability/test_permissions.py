@@ -5,6 +5,7 @@ the user was kicked by a second login)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 import pytest
@@ -171,13 +172,28 @@ async def disconnects_of(client, connection_id: int, runs: int = 1, timeout: flo
     return await wait_until(found, timeout, f"{runs} on_disconnect run(s) of connection {connection_id}", pause=0.05)
 
 
+@contextlib.asynccontextmanager
+async def taken_over_clients(cluster):
+    """``old`` and ``writer`` on one server process, ``new`` on the other; once ``old``
+    and ``new`` are closed, ``old``'s on_disconnect must have run as anonymous."""
+    old, new, writer = await cluster.connect(0), await cluster.connect(1), await cluster.connect(0)
+    try:
+        old_conn, _ = await old.call("whoami")
+        try:
+            yield old, new, writer
+        finally:
+            await old.close()
+            await new.close()
+        assert await disconnects_of(writer, old_conn) == [0]
+    finally:
+        await writer.close()
+
+
 async def test_a_kicked_connection_is_demoted_at_once(cluster):
     """Debug mode keeps a kicked connection open: it becomes anonymous as soon as the new
     login commits (no call of its own needed), its user's OWNER rows are withdrawn, none
     are pushed afterwards, its calls are refused, and it disconnects as anonymous."""
-    old, new, writer = await cluster.connect(0), await cluster.connect(1), await cluster.connect(0)
-    try:
-        old_conn, _ = await old.call("whoami")
+    async with taken_over_clients(cluster) as (old, new, writer):
         await old.call("login", 701)
         old_sub, _ = await old.subscribe_range("Secret", "owner", 701, 701, 100)
         before = await writer.call("plant_secret", 701, "before")
@@ -196,13 +212,6 @@ async def test_a_kicked_connection_is_demoted_at_once(cluster):
             await old.call("plant_secret", 1, "kicked")
         with pytest.raises(CallFailed):
             await old.call("whoami")
-    finally:
-        await old.close()
-        await new.close()
-    try:
-        assert await disconnects_of(writer, old_conn) == [0]  # not as user 701
-    finally:
-        await writer.close()
 
 
 async def test_release_servers_close_a_kicked_connection_without_waiting_for_its_next_call(release_cluster):
@@ -234,6 +243,58 @@ async def test_a_kicked_connection_that_leaves_before_noticing_disconnects_as_an
             assert await disconnects_of(writer, new_conn) == [710 + attempt]
     finally:
         await writer.close()
+
+
+def counted(key: int):
+    """A delta of a Counter subscription that shows the row of ``key``."""
+    return lambda d: any(row is not None and row["key"] == key for row in d.values())
+
+
+async def hold_a_call(client, key: int) -> tuple[asyncio.Task, str, list]:
+    """Start a ``hold`` call of ``client`` (which it ends once Counter ``key`` counts),
+    subscribed to the Counter rows ``key`` to ``key + 9``; returns once the call runs:
+    its task, the subscription and the pushes read meanwhile."""
+    counters, _ = await client.subscribe_range("Counter", "key", key, key + 9, 10)
+    held = asyncio.create_task(client.call("hold", key))
+    return held, counters, await wait_for(client, counters, counted(key + 1))
+
+
+async def test_a_login_taken_over_during_a_call_is_demoted_when_the_call_ends(cluster):
+    """Debug mode: a takeover while a call of the old connection runs withdraws the
+    user's rows at once; the call runs on as the user and is answered; then the
+    connection is anonymous: its calls are refused, the pushes it may read still reach
+    it, the user's rows never do, and it disconnects as anonymous."""
+    async with taken_over_clients(cluster) as (old, new, writer):
+        await old.call("login", 730)
+        secrets, _ = await old.subscribe_range("Secret", "owner", 730, 730, 100)
+        before = await writer.call("plant_secret", 730, "before")
+        await wait_for(old, secrets, shows(before))
+
+        held, counters, pushes = await hold_a_call(old, 7300)
+        await new.call("login", 730)  # on the other server process
+        pushes += await wait_for(old, secrets, hides(before))
+        assert not held.done()
+        during = await writer.call("plant_secret", 730, "during")
+        await writer.call("increment", 7300)  # lets the call end
+        assert await asyncio.wait_for(held, 10) == 730  # it ran to its end as the user
+        with pytest.raises(CallFailed):
+            await old.call("whoami")
+        after = await writer.call("plant_secret", 730, "after")
+        await writer.call("increment", 7302)
+        pushes += await wait_for(old, counters, counted(7302))
+        pushes += await collect(old, 0.5)
+        assert visible(pushes, during) == [] and visible(pushes, after) == [], pushes
+
+
+async def test_release_servers_close_a_connection_taken_over_during_a_call(release_cluster):
+    """The running call is not answered, and on_disconnect runs as anonymous."""
+    async with taken_over_clients(release_cluster) as (old, new, _):
+        await old.call("login", 731)
+        held, _, _ = await hold_a_call(old, 7310)
+        await new.call("login", 731)
+        await asyncio.wait_for(old.wait_closed(), 5)
+        with pytest.raises(ConnectionClosed):
+            await held
 
 
 async def test_logout_withdraws_the_users_rows_and_permissions(cluster):

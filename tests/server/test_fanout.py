@@ -17,6 +17,7 @@ import pytest
 from hetu.data.backend import Backend, ChangeEvent, TableReference
 from hetu.data.backend.table import Table
 from hetu.endpoint.context import Context
+from hetu.server.login import ConnectionLogin
 from hetu.server.shapes import RangeShape
 from hetu.server.state import ServerState
 from hetu.server.subscription import ConnectionSubscriptions
@@ -56,6 +57,7 @@ class Conn:
                            user_data={}, timestamp=0.0, request=None, systems=None)
         self.ctx.configure([], [], 1000, 1000)
         self.frames: asyncio.Queue = asyncio.Queue()
+        self.login = ConnectionLogin(self)  # never logs in: pushes are filtered for ctx
         self.subs = ConnectionSubscriptions(self)
 
     async def push(self, frame, name=None) -> None:
@@ -65,15 +67,6 @@ class Conn:
         if isinstance(frame, bytes):
             frame = msgpack.unpackb(frame, strict_map_key=False)
         self.frames.put_nowait(frame)
-
-    def reader_ctx(self):
-        return self.ctx
-
-    def login_pending(self) -> bool:
-        return False
-
-    async def login_settled(self) -> None:
-        pass
 
     async def sub_range(self, index: str, left, right, limit: int, desc: bool = False) -> tuple:
         await self.subs.handle_sub(["sub", "Item", "range", index, left, right, limit, desc, True])

@@ -3,7 +3,7 @@ is closed instead of growing the worker without bound."""
 
 from __future__ import annotations
 
-from hetu.server.connection import CLOSE, OVERFLOW_LIMIT, QUEUE_SIZE, ClientConnection, ConnState
+from hetu.server.client_connection import CLOSE, OVERFLOW_LIMIT, QUEUE_SIZE, ClientConnection, ConnState
 from hetu.server.state import ServerState
 from tests.waiting import wait_until
 

@@ -19,7 +19,7 @@ import websockets
 from sanic.worker.manager import WorkerManager
 from sanic.worker.process import ProcessState
 
-import hetu.server.connection as connection_module
+import hetu.server.client_connection as client_connection_module
 import hetu.server.watchdog as watchdog_module
 from tests.server.test_ws_writer import _serve
 from tests.waiting import wait_until
@@ -115,6 +115,6 @@ def test_the_worker_manager_has_what_the_watchdog_uses():
 
 def test_the_modules_that_reach_into_sanic_are_the_ones_these_tests_cover():
     """A new use of a private Sanic part belongs in a test here (or in test_ws_writer)."""
-    source = inspect.getsource(connection_module)
+    source = inspect.getsource(client_connection_module)
     private = set(re.findall(r'"(_[a-z_]+)"', source)) | set(re.findall(r"\bws\.(_[a-z_]+)", source))
     assert private == {"_callback_check_timeouts"}, private

@@ -16,7 +16,6 @@ from ..errors import RaceCondition
 from ..sql import in_id_order, range_query
 from ..table import TableReference
 from . import events
-from .connection import ThreadConnection
 from .schema import (
     CHANGES_TABLE,
     SUPPORT_TABLES,
@@ -25,6 +24,7 @@ from .schema import (
     quote,
     table_name,
 )
+from .thread_connection import ThreadConnection
 
 CHANGE_RETENTION_SECONDS = 600
 PRUNE_INTERVAL_SECONDS = 60

@@ -13,8 +13,8 @@ import threading
 import weakref
 
 from ..base import ChangeEvent, ChangeFeed
-from .connection import ThreadConnection
 from .schema import CHANGES_TABLE
+from .thread_connection import ThreadConnection
 
 POLL_SECONDS = 0.002
 IDLE_SECONDS = 0.25

@@ -19,14 +19,13 @@ from sanic.exceptions import WebsocketClosed
 import hetu
 
 from ..common.tasks import cancel_and_wait
-from ..endpoint.connection import demote
 from ..endpoint.executor import EndpointExecutor
 from ..endpoint.response import RejectResponse, ResponseToClient
 from ..system.caller import SystemCaller
 from ..system.context import SystemContext
 from ..system.definer import SystemClusters
 from .limits import FloodChecker
-from .login_watch import LoginWatcher
+from .login import KICKED, TAKEN_OVER, ConnectionLogin
 from .protocol import REJECTED, ProtocolViolation
 from .state import ServerState
 from .subscription import ConnectionSubscriptions
@@ -63,7 +62,7 @@ _closing: set[asyncio.Task] = set()
 
 class ClientConnection:
     """One game client's websocket: handshake, rpc/sub/unsub handling, its send queue and
-    direct writes, login takeover, and the clean-up when it ends."""
+    direct writes, and the clean-up when it ends (its login: :class:`.login.ConnectionLogin`)."""
 
     def __init__(self, server: ServerState, ws: Any, request: Any, instance: str) -> None:
         self.server = server
@@ -83,12 +82,7 @@ class ClientConnection:
         self._overflow_task: asyncio.Task | None = None
         self._direct: DirectWriter | None = None  # set once the connection is open
         self._reader = FrameReader.of(ws)  # None when not served by HetuWebSocketProtocol
-        # login takeover ("kick") detection, see login_watch.py
-        self.kicked = False
-        self._in_call = False
-        self._login_watch: LoginWatcher | None = None
-        self._login_check: asyncio.Task | None = None
-        self._recheck_login = False
+        self.login = ConnectionLogin(self)  # who it is logged in as; takeovers (login.py)
 
     @property
     def address(self) -> str:
@@ -165,7 +159,7 @@ class ClientConnection:
         tbl_mgr = self.server.table_managers[self.instance]
         self.ctx = ctx = self._new_context()
         ctx.systems = SystemCaller(self.server.namespace, tbl_mgr, ctx)
-        # the login watch (_caller_changed) notices takeovers: no Connection read per call
+        # the login watch (login.py) notices takeovers: no Connection read per call
         self.executor = self.server.executor_class(self.server.namespace, tbl_mgr, ctx, login_watched=True)
         try:
             await self.executor.initialize(self.address)
@@ -221,7 +215,7 @@ class ClientConnection:
     async def _cleanup(self) -> None:
         if self._overflow_task is not None:
             await cancel_and_wait(self._overflow_task)
-        await self._settle_login_for_disconnect()
+        await self.login.close()
         if self.subscriptions is not None:
             try:
                 await self.subscriptions.close()
@@ -267,7 +261,7 @@ class ClientConnection:
         if len(self._overflow) >= OVERFLOW_LIMIT:
             logger.warning("%s does not take its pushes (%d frames waiting); closing",
                            self.ctx, QUEUE_SIZE + len(self._overflow))
-            self._close_now()
+            self.close_now()
             return
         self._overflow.append((frame, name))
 
@@ -280,12 +274,12 @@ class ClientConnection:
             return False
         data = self._encode(frame, name)
         if data is None:
-            self._close_now()
+            self.close_now()
             return True
         direct.send(data)
         if self.send_flood.hit(self.ctx.server_limits):
             logger.warning("%s exceeded the server send limits; closing", self.ctx)
-            self._close_now()
+            self.close_now()
         return True
 
     def _encode(self, frame: Any, name: str | None) -> bytes | None:
@@ -379,23 +373,24 @@ class ClientConnection:
                 self.server.metrics.call_dropped(message)
             raise ProtocolViolation("rpc needs an endpoint name")
         name, args = message[1], message[2:]
-        if self.kicked:
+        login = self.login
+        if login.state is KICKED:
             logger.warning("[Kicked] %s was logged in elsewhere; refusing %.40s", self.ctx, name)
             if self.server.metrics is not None:
                 self.server.metrics.call_refused(name)
             ok, result = False, None
         else:
             caller = self.ctx.caller
-            self._in_call = True
+            login.in_call = True
             try:
                 ok, result = await self.executor.execute(name, *args)
             except Exception as exc:  # a guard raised something other than ClientReject
                 logger.exception("a guard of %s failed for %s", name, self.ctx)
                 ok, result = False, f"{type(exc).__name__}: {exc}"
             finally:
-                self._in_call = False
-            if self.kicked or self.ctx.caller != caller:  # rare: no coroutine per call otherwise
-                await self._caller_changed(caller)
+                login.in_call = False
+            if login.state is TAKEN_OVER or self.ctx.caller != caller:  # rare: no coroutine per call otherwise
+                await login.call_ended(caller)
         replay.info("[EndpointResult][%s](%s, %r)", name, ok, result)
         if not ok:
             if not self.server.debug:
@@ -408,91 +403,7 @@ class ClientConnection:
         else:
             await self.push(["rsp", "ok"])
 
-    # -- login takeover --------------------------------------------------------------------------
-
-    def reader_ctx(self) -> SystemContext:
-        """The identity pushes are filtered for: anonymous once the login was taken over,
-        even while a call still runs with the old caller."""
-        if self.kicked and self.ctx.caller:
-            demoted = copy.copy(self.ctx)
-            demote(demoted)
-            return demoted
-        return self.ctx
-
-    async def _caller_changed(self, before: int) -> None:
-        """After a call: start watching a new login, or withdraw rows after a logout."""
-        if self.kicked:
-            demote(self.ctx)  # taken over while the call ran
-            return
-        now = self.ctx.caller
-        if now == before:
-            return
-        if before and self.subscriptions is not None:
-            self.subscriptions.revalidate()  # logged out (or in as someone else)
-        if now:
-            if self._login_watch is None:
-                self._login_watch = LoginWatcher.of(self.server, self.instance)
-                await self._login_watch.watch(self)
-            self.login_changed()  # a takeover may have committed before the watch began
-        elif self._login_watch is not None:
-            self._login_watch.unwatch(self)
-            self._login_watch = None
-
-    def login_pending(self) -> bool:
-        """A change of this connection's login is being checked (pushes wait for it)."""
-        task = self._login_check
-        return task is not None and not task.done()
-
-    def login_changed(self) -> None:
-        """This connection's ``Connection`` row changed (called by the watcher)."""
-        if self._login_check is not None and not self._login_check.done():
-            self._recheck_login = True
-        else:
-            self._login_check = asyncio.create_task(self._check_login(), name=f"hetu-login-{self.ctx.connection_id}")
-
-    async def login_settled(self) -> None:
-        """Wait for a running check of this connection's login (pushes wait for it)."""
-        task = self._login_check
-        if task is not None and not task.done() and task is not asyncio.current_task():
-            await asyncio.wait([task])
-
-    async def _check_login(self) -> None:
-        while True:
-            self._recheck_login = False
-            caller = self.ctx.caller
-            if not caller or self.kicked or self._login_watch is None:
-                return
-            try:
-                owner = await self._login_watch.owner_of(self.ctx.connection_id)
-            except Exception as exc:  # the next call's alive check still catches a takeover
-                logger.warning("checking the login of %s failed: %s", self.ctx, exc)
-                return
-            if owner != caller and self.ctx.caller == caller:
-                self._taken_over()
-                return
-            if not self._recheck_login:
-                return
-
-    def _taken_over(self) -> None:
-        """Another connection logged in as this one's user: demote this one at once.
-
-        Release mode closes it (what its next call would do anyway); debug mode keeps it
-        open, anonymous, withdraws the rows it may no longer read and refuses its calls.
-        """
-        self.kicked = True
-        replay.info("[Kicked] %s: its user logged in on another connection", self.ctx)
-        logger.info("%s was logged in elsewhere (kicked)", self.ctx)
-        if self._login_watch is not None:
-            self._login_watch.unwatch(self)
-            self._login_watch = None
-        if not self._in_call:
-            demote(self.ctx)
-        if not self.server.debug:
-            self._close_now()
-        elif self.subscriptions is not None:
-            self.subscriptions.revalidate()
-
-    def _close_now(self) -> None:
+    def close_now(self) -> None:
         """Drop what is queued (the client is not told anything more) and close."""
         self._overflow = None
         if self._overflow_task is not None:
@@ -503,24 +414,6 @@ class ClientConnection:
             except asyncio.QueueEmpty:
                 break
         self.queue.put_nowait((CLOSE, None))
-
-    async def _settle_login_for_disconnect(self) -> None:
-        """Before ``on_disconnect``: a connection whose login was taken over (noticed or
-        not yet) disconnects as anonymous, so it does not log its user out elsewhere."""
-        if self._login_check is not None:
-            await cancel_and_wait(self._login_check)
-        watcher, self._login_watch = self._login_watch, None
-        if watcher is not None:
-            watcher.unwatch(self)
-            if not self.kicked:
-                try:
-                    owner = await watcher.owner_of(self.ctx.connection_id)
-                except Exception as exc:
-                    logger.warning("checking the login of %s failed: %s", self.ctx, exc)
-                else:
-                    self.kicked = owner != self.ctx.caller
-        if self.kicked:
-            demote(self.ctx)
 
     async def _sub(self, message: list) -> None:
         if self.subscriptions is None:
