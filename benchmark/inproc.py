@@ -38,11 +38,9 @@ def _args(workload: str, keys: int, rng: random.Random) -> tuple:
 async def _measure(redis_url: str, workloads: list[str], calls: int, tasks: int, keys: int,
                    profile: str | None) -> list[dict]:
     import benchmark.app as app
-    from hetu.server.state import ServerState  # noqa: F401  (the server's imports, as served)
-    from hetu.testing import Sandbox
-
     from hetu.endpoint.executor import EndpointExecutor
     from hetu.system.caller import SystemCaller
+    from hetu.testing import Sandbox
 
     sandbox = await Sandbox.create(app.NS, app, db_url=redis_url, instance_name="bench")
     try:

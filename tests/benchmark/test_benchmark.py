@@ -112,3 +112,23 @@ def test_the_chat_room_and_room_size_patterns_reach_every_subscriber(tmp_path, p
         assert r["client_cpu_per_frame_us"] is not None and r["client_cpu_per_frame_us"] > 0
     assert "server CPU" in proc.stdout and "subscribers' CPU" in proc.stdout
     assert ("chat room (newest 100 of 200)" in proc.stdout) == (pattern == "chat")
+
+
+def test_inproc_measures_every_workload_at_every_task_count(tmp_path):
+    out = tmp_path / "inproc.json"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmark", "inproc", "--calls", "120", "--tasks", "1,3", "--keys", "30",
+         "--workloads", "hello_world,just_get,just_get_user,upsert,exchange_data", "--json", str(out)],
+        capture_output=True, text=True, timeout=120, cwd=ROOT, env=env,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr  # a failed call fails the command
+    results = json.loads(out.read_text())["inproc"]
+    seen = {(r["workload"], r["tasks"]) for r in results}
+    assert seen == {(w, t) for w in ("hello_world", "just_get", "just_get_user", "upsert", "exchange_data")
+                    for t in (1, 3)}
+    for r in results:
+        assert r["calls"] == 120 and r["calls_per_s"] > 0
+        assert r["cpu_us_per_call"] > 0
+        assert abs(r["user_us_per_call"] + r["system_us_per_call"] - r["cpu_us_per_call"]) < 0.01
+    assert "| just_get | 3 |" in proc.stdout
