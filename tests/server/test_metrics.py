@@ -371,3 +371,24 @@ def test_copied_observations_equal_observed_ones():
                 if not s.name.endswith("_created")]
 
     assert samples(copied) == samples(observed)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+async def test_a_get_by_an_index_is_one_round_trip_counted_once(tmp_path, kind):
+    """``repo.get(number=...)`` reads through ``first``: one round trip, counted as
+    ``first`` and not again as the ``range`` the generic implementation runs."""
+    import benchmark.app as app
+    from hetu.server.metrics.hooks import meter_backend
+    from hetu.server.metrics.meters import WorkerMeters
+    from hetu.testing import Sandbox
+
+    url = f"sqlite:///{tmp_path / 'first.db'}" if kind == "sqlite" else redis_server("redis").url(0)
+    async with await Sandbox.create(app.NS, app, db_url=url, instance_name="metrics_first",
+                                    reload_app=True) as sb:
+        await sb.call_system("seed", 0, 3)
+        meters = WorkerMeters([])
+        meter_backend(meters, "default", sb.backend)
+        await sb.call_system("just_get", 1)
+        await sb.call_system("just_get", 99)  # no such row: still one round trip
+        counts = {op: m.calls for (_, op), m in meters.backend_ops.items() if m.calls}
+        assert counts == {"first": 2}

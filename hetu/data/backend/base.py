@@ -151,7 +151,9 @@ class BackendClient(abc.ABC):
     async def first(self, ref: TableReference, index: str, bounds: Bounds) -> np.record | None:
         """The first row of ``range(ref, index, bounds, 1, False)``, or None: what a
         ``get`` by an index reads. Backends override it to skip building a recarray."""
-        rows = await self.range(ref, index, bounds, 1, False)
+        # the class's range, not the instance's: metrics wrap each operation on the
+        # instance, and this round trip is counted once, as ``first``
+        rows = await type(self).range(self, ref, index, bounds, 1, False)
         return rows[0] if len(rows) else None
 
     @abc.abstractmethod

@@ -19,7 +19,7 @@ from ..pipeline import MessagePipeline
 from .meters import ERROR, OK, REJECTED, BackendOpMeter, WorkerMeters
 
 # the backend client methods that each cost one round trip
-BACKEND_OPS = ("get", "get_many", "range", "range_ids", "find_unique", "commit")
+BACKEND_OPS = ("get", "get_many", "first", "range", "range_ids", "find_unique", "commit")
 
 
 class MeteredExecutor(EndpointExecutor):
