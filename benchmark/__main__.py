@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 
 from . import report
-from .load import BASELINES, FLOORS, WORKLOADS, LoadSpec, run_load, seed_rows
 from .inproc import run_inproc
+from .load import BASELINES, FLOORS, WORKLOADS, LoadSpec, run_load, seed_rows
 from .memory import run_memory
 from .push import PATTERNS, run_push
 from .redisstats import RedisProbe

@@ -14,25 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import cProfile
-import random
 import resource
 import tempfile
 import time
 from pathlib import Path
 
+from .load import workload_args
 from .servers import RedisProcess
 
 WORKLOADS = ("hello_world", "just_get", "just_get_user", "upsert", "exchange_data")
-
-
-def _args(workload: str, keys: int, rng: random.Random) -> tuple:
-    if workload in ("just_get", "just_get_user"):
-        return (rng.randrange(keys),)
-    if workload == "upsert":
-        return (f"n{rng.randrange(keys)}",)
-    if workload == "exchange_data":
-        return (rng.randrange(keys), f"n{rng.randrange(keys)}")
-    return ()
 
 
 async def _measure(redis_url: str, workloads: list[str], calls: int, tasks: int, keys: int,
@@ -61,19 +51,18 @@ async def _measure(redis_url: str, workloads: list[str], calls: int, tasks: int,
             name = "just_get" if workload == "just_get_user" else workload
             per_task = max(1, calls // tasks)
 
-            async def drive(executor, seed: int, count: int) -> None:
-                rng = random.Random(seed)
+            async def drive(executor, count: int, name: str = name) -> None:
                 for _ in range(count):
-                    ok, _ = await executor.execute(name, *_args(name, keys, rng))
+                    ok, _ = await executor.execute(name, *workload_args(name, keys))
                     if not ok:
                         raise RuntimeError(f"{name} failed")
 
-            await asyncio.gather(*(drive(e, i, 200) for i, e in enumerate(executors)))  # warm up
+            await asyncio.gather(*(drive(e, 200) for e in executors))  # warm up
             prof = cProfile.Profile() if profile else None
             wall0, use0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
             if prof:
                 prof.enable()
-            await asyncio.gather(*(drive(e, 1000 + i, per_task) for i, e in enumerate(executors)))
+            await asyncio.gather(*(drive(e, per_task) for e in executors))
             if prof:
                 prof.disable()
                 prof.dump_stats(f"{profile}.{workload}")

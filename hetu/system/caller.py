@@ -66,10 +66,7 @@ class SystemCaller:
 
     async def call(self, system: str, *args: Any, uuid: str = "") -> Any:
         """Run ``system`` in its own transaction; returns the body's return value."""
-        sys_def = _clusters.get_system(system)
-        if sys_def is None:
-            raise ValueError(f"no system named {system!r} exists in the served namespace")
-        return await self.call_(sys_def, *args, uuid=uuid)
+        return await self.call_(self.call_check(system), *args, uuid=uuid)
 
     def _plan(self, sys_def: SystemDefine) -> _CallPlan:
         # by id (a SystemDefine is not hashable); the entry keeps its definition alive
@@ -94,19 +91,17 @@ class SystemCaller:
         started = time.perf_counter()
         try:
             while True:
-                ctx.depend = dict(plan.depend) if plan.depend else {}
+                ctx.depend = dict(plan.depend)
                 try:
                     async with session:
-                        ctx.repo = repos = {key: SessionRepository(session, ref) for key, ref in plan.repos}
-                        if uuid:
-                            lock_repo = repos[SystemLock]
-                            if await lock_repo.get(uuid=uuid) is not None:
-                                replay.info("[UUIDExist][%s] %s uuid=%s: already ran", sys_def.name, ctx, uuid)
-                                return None
-                            result = await sys_def.func(ctx, *args)
+                        ctx.repo = {key: SessionRepository(session, ref) for key, ref in plan.repos}
+                        lock_repo = ctx.repo[SystemLock] if uuid else None
+                        if lock_repo is not None and await lock_repo.get(uuid=uuid) is not None:
+                            replay.info("[UUIDExist][%s] %s uuid=%s: already ran", sys_def.name, ctx, uuid)
+                            return None
+                        result = await sys_def.func(ctx, *args)
+                        if lock_repo is not None:
                             await self._write_lock(ctx, session, lock, lock_repo, sys_def.name, uuid)
-                        else:
-                            result = await sys_def.func(ctx, *args)
                     return result
                 except RaceCondition as race:
                     if session.active:

@@ -41,7 +41,7 @@ def _plain(value: Any) -> Any:
 # engine's own handling of rows calls NumPy's C methods directly
 copy_row = np.generic.copy
 row_bytes = np.generic.tobytes
-_dtype_of = np.generic.dtype.__get__
+row_dtype = np.generic.dtype.__get__
 
 _FIELD_SPANS: dict[np.dtype, tuple[tuple[str, int, int], ...]] = {}
 
@@ -54,7 +54,7 @@ def changed_fields(new: np.record, old: np.record, skip: str = "") -> tuple[str,
     a, b = row_bytes(new), row_bytes(old)
     if a == b:
         return ()
-    dtype = _dtype_of(new)
+    dtype = row_dtype(new)
     spans = _FIELD_SPANS.get(dtype)
     if spans is None:
         fields = dtype.fields

@@ -11,7 +11,7 @@ import numpy as np
 
 from .bounds import normalize_bounds
 from .errors import RaceCondition, UniqueViolation
-from .idmap import RowState, changed_fields, copy_row, row_bytes
+from .idmap import RowState, changed_fields, copy_row, row_bytes, row_dtype
 from .table import TableReference
 
 if TYPE_CHECKING:
@@ -148,7 +148,7 @@ class SessionRepository:
     # -- writes ---------------------------------------------------------------------
 
     def _check_row(self, row: Any) -> None:
-        if not isinstance(row, np.record) or np.generic.dtype.__get__(row) != self.comp.dtypes:
+        if not isinstance(row, np.record) or row_dtype(row) != self.comp.dtypes:
             raise TypeError(
                 f"expected a {self.comp.name_} row (from {self.comp.name_}.new_row() or a "
                 f"query), got {type(row).__name__} with dtype {getattr(row, 'dtype', None)}"
